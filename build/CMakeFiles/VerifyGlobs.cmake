@@ -90,6 +90,7 @@ endif()
 # s at CMakeLists.txt:37 (file)
 file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/src/model/*.cpp")
 set(OLD_GLOB
+  "/work/main/src/model/resolve.cpp"
   )
 if(NOT "${NEW_GLOB}" STREQUAL "${OLD_GLOB}")
   message("-- GLOB mismatch!")
