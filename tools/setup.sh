@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev
               libyaml-cpp-dev libgtest-dev libgmock-dev)
+# hipcc only for the GPU compile matrix of the test command (DS_WITH_HIPCC=1).
+[ "${DS_WITH_HIPCC:-0}" = 1 ] && APT_PACKAGES+=(hipcc)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU compile matrix (DESIGN.md §4.4): builds the CUDA backend for sm_80, sm_90a, sm_121 with nvcc
+# and the HIP backend for gfx908, gfx90a with hipcc. Nothing runs: no GPU here. A missing toolchain is
+# reported and skipped unless DS_REQUIRE_GPU_TOOLCHAINS=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+status=0
+require=${DS_REQUIRE_GPU_TOOLCHAINS:-0}
+
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH="$PATH:/usr/local/cuda/bin"
+  if cmake -S . -B build-gpu-cuda -G Ninja -DDS_CUDA=ON -DDS_BUILD_TESTS=OFF >build-gpu-cuda.log 2>&1 &&
+     cmake --build build-gpu-cuda --target ds_backend_cuda >>build-gpu-cuda.log 2>&1; then
+    echo "gpu-compile: CUDA sm_80 sm_90a sm_121 ok"
+  else
+    echo "gpu-compile: CUDA FAILED (see build-gpu-cuda.log)"; tail -20 build-gpu-cuda.log; status=1
+  fi
+else
+  echo "gpu-compile: nvcc not found, CUDA skipped"; [ "$require" = 1 ] && status=1
+fi
+
+if command -v hipcc >/dev/null 2>&1; then
+  if cmake -S . -B build-gpu-hip -G Ninja -DDS_HIP=ON -DDS_BUILD_TESTS=OFF >build-gpu-hip.log 2>&1 &&
+     cmake --build build-gpu-hip --target ds_backend_hip >>build-gpu-hip.log 2>&1; then
+    echo "gpu-compile: HIP gfx908 gfx90a ok"
+  else
+    echo "gpu-compile: HIP FAILED (see build-gpu-hip.log)"; tail -20 build-gpu-hip.log; status=1
+  fi
+else
+  echo "gpu-compile: hipcc not found, HIP skipped"; [ "$require" = 1 ] && status=1
+fi
+exit $status
