@@ -189,6 +189,12 @@ struct ModelDesc {
   std::vector<std::string> tokenizer_files;  // tokenizer.json, tokenizer_config.json, ... present
   std::map<std::string, std::string> extra_files;  // preprocessor_config.json etc.: name -> text
   std::shared_ptr<WeightStorage> storage;
+  // config_only: described from config.json alone; views carry shape/dtype/nbytes estimated from the
+  // resolved scheme but no data (present() is false). Used by `inspect` on config-only directories.
+  bool config_only = false;
+  std::string quant_summary;                // one line, e.g. "gptq int4 g128 sym (gptq v1), 2 dynamic rules"
+  std::vector<std::string> unused_tensors;  // in the shards but not part of the model (ignored)
+  std::vector<std::string> warnings;        // non-fatal findings of the loader, one line each
 };
 
 }  // namespace ds::model

@@ -1,0 +1,136 @@
+// `deltaserve inspect MODEL`: what the loader sees in a checkpoint and the memory it needs per GPU.
+// Flag parsing only; the report is built in src/model/inspect.cpp.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "deltaserve/core/cli.h"
+#include "deltaserve/core/log.h"
+#include "deltaserve/model/inspect.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: deltaserve inspect MODEL [--tensor-parallel-size N] [--max-model-len L]\n"
+    "                          [--gpu-memory-utilization F] [--gpu-memory-gib G] [--max-num-seqs S]\n"
+    "                          [--max-num-batched-tokens T] [--speculative] [--no-vision] [--config-only]\n"
+    "                          [--revision R] [--modules] [--json]\n"
+    "\n"
+    "MODEL is a local directory or a Hugging Face repo id already in the HF cache. Without *.safetensors\n"
+    "in the directory (or with --config-only) sizes are estimated from config.json and the quantization rules.\n"
+    "  --tensor-parallel-size, -tp N   ranks the weights are split over (default 1)\n"
+    "  --max-model-len L               context length to plan for (default: max_position_embeddings)\n"
+    "  --gpu-memory-utilization F      fraction of each GPU to use (default 0.9)\n"
+    "  --gpu-memory-gib G              memory per GPU in GiB; enables the tokens/sequences fit\n"
+    "  --max-num-seqs S                concurrent sequences (default 256)\n"
+    "  --max-num-batched-tokens T      prefill chunk the activation reserve is sized for (default 2048)\n"
+    "  --speculative                   count the MTP head (weights + its KV layer)\n"
+    "  --no-vision                     do not count the vision encoder\n"
+    "  --modules                       list every Linear module with its storage format\n"
+    "  --json                          print the report as JSON\n";
+
+int fail(const std::string& msg, int code) {
+  std::string one_line = msg;
+  for (char& c : one_line)
+    if (c == '\n' || c == '\r') c = ' ';
+  std::fprintf(stderr, "deltaserve inspect: error: %s\n", one_line.c_str());
+  return code;
+}
+
+bool parse_int(const std::string& s, int64_t* out) {
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || *end) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_double(const std::string& s, double* out) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end) return false;
+  *out = v;
+  return true;
+}
+
+int run_inspect(const std::vector<std::string>& args) {
+  ds::model::InspectOptions o;
+  o.load.allow_config_only = true;
+  std::string model;
+  bool json = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i], value;
+    bool has_value = false;
+    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
+      value = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+      has_value = true;
+    }
+    auto need = [&](std::string* v) -> bool {
+      if (has_value) {
+        *v = value;
+        return true;
+      }
+      if (i + 1 >= args.size()) return false;
+      *v = args[++i];
+      return true;
+    };
+    std::string v;
+    int64_t n = 0;
+    double f = 0;
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "--modules") {
+      o.list_modules = true;
+    } else if (a == "--config-only") {
+      o.load.config_only = true;
+    } else if (a == "--speculative") {
+      o.memory.include_mtp = true;
+    } else if (a == "--no-vision") {
+      o.memory.include_vision = false;
+    } else if (a == "--tensor-parallel-size" || a == "-tp") {
+      if (!need(&v) || !parse_int(v, &n) || n < 1 || n > 1024) return fail(a + " needs a positive integer", 2);
+      o.memory.tensor_parallel_size = static_cast<int>(n);
+    } else if (a == "--max-model-len") {
+      if (!need(&v) || !parse_int(v, &n) || n < 1) return fail(a + " needs a positive integer", 2);
+      o.memory.max_model_len = n;
+    } else if (a == "--max-num-seqs") {
+      if (!need(&v) || !parse_int(v, &n) || n < 1 || n > (1 << 20)) return fail(a + " needs a positive integer", 2);
+      o.memory.max_num_seqs = static_cast<int>(n);
+    } else if (a == "--max-num-batched-tokens") {
+      if (!need(&v) || !parse_int(v, &n) || n < 1) return fail(a + " needs a positive integer", 2);
+      o.memory.max_num_batched_tokens = n;
+    } else if (a == "--gpu-memory-utilization") {
+      if (!need(&v) || !parse_double(v, &f) || f <= 0 || f > 1) return fail(a + " needs a number in (0, 1]", 2);
+      o.memory.gpu_memory_utilization = f;
+    } else if (a == "--gpu-memory-gib") {
+      if (!need(&v) || !parse_double(v, &f) || f <= 0) return fail(a + " needs a positive number", 2);
+      o.memory.gpu_memory_gib = f;
+    } else if (a == "--revision") {
+      if (!need(&v)) return fail(a + " needs a value", 2);
+      o.load.revision = v;
+    } else if (!a.empty() && a[0] == '-') {
+      return fail("unknown flag '" + a + "' (see 'deltaserve inspect --help')", 2);
+    } else if (model.empty()) {
+      model = a;
+    } else {
+      return fail("unexpected argument '" + a + "'", 2);
+    }
+  }
+  if (model.empty()) return fail("missing MODEL (see 'deltaserve inspect --help')", 2);
+  // The report carries the loader's warnings; keep stderr for errors.
+  ds::log::set_level(ds::log::Level::kError);
+  auto report = ds::model::inspect_model(model, o);
+  if (!report) return fail(report.status().message(), 1);
+  if (json) std::printf("%s\n", report->dump(2).c_str());
+  else std::fputs(ds::model::render_inspect_text(*report).c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+DS_COMMAND(inspect, "inspect", "describe a checkpoint: layers, formats, bytes, memory per GPU", run_inspect);
