@@ -154,8 +154,9 @@ Result<LinearWeight> bind_linear(LoadContext& ctx, const std::string& name, int6
   if (qweight->dtype != DType::kI32)
     return corrupt(name + ": tensor '" + qweight->name + "' has dtype " + dtype_name(qweight->dtype) + ", expected I32");
   // The stored shapes determine bits and group size; name the disagreement with the rule precisely.
-  if (qweight->shape.size() == 2 && qweight->shape[1] == n && qweight->shape[0] > 0 && (k * 32) % qweight->shape[0] == 0) {
-    const int64_t stored_bits = k * 32 / qweight->shape[0];
+  // qweight rows = K * bits / 32
+  if (qweight->shape.size() == 2 && qweight->shape[1] == n && qweight->shape[0] > 0 && (qweight->shape[0] * 32) % k == 0) {
+    const int64_t stored_bits = qweight->shape[0] * 32 / k;
     if (stored_bits != s.bits)
       return corrupt(name + ": qweight shape " + shape_str(qweight->shape) + " holds " + std::to_string(stored_bits) +
                      "-bit values for K=" + std::to_string(k) + " but " + d.source + " says " + describe_scheme(s));
@@ -170,7 +171,7 @@ Result<LinearWeight> bind_linear(LoadContext& ctx, const std::string& name, int6
   if (scales->shape.size() == 2 && scales->shape[1] == n && scales->shape != p.scales && scales->shape[0] > 0 &&
       k % scales->shape[0] == 0)
     return corrupt(name + ": scales shape " + shape_str(scales->shape) + " means group_size " +
-                   std::to_string(scales->shape[0] == 1 ? -1 : k / scales->shape[0]) + " but " + d.source +
+                   std::to_string(k / scales->shape[0]) + " but " + d.source +
                    " says " + describe_scheme(s));
   DS_RETURN_IF_ERROR(expect(*scales, p.scales, {DType::kF16, DType::kBF16, DType::kF32}, name, "for [groups, N]"));
   w.scales = *scales;

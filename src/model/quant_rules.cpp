@@ -267,7 +267,9 @@ Result<SchemeDecision> QuantRules::decide(const ModuleQuery& q) {
         if (!re_match(*rule.re, n)) continue;
         ++rule.hits;
         d.scheme = rule.scheme;
-        d.binding = SchemeBinding::kRequired;
+        // A '-:' rule binds every module. A '+:' rule binds the modules GPTQ quantizes; for the ones it
+        // skips (router, in_proj_a/b, ...) vLLM follows the checkpoint, and so do we.
+        d.binding = rule.negative || q.core ? SchemeBinding::kRequired : SchemeBinding::kFollowTensors;
         d.source = "dynamic '" + rule.key + "'";
         return d;
       }
@@ -319,7 +321,7 @@ Result<SchemeDecision> QuantRules::decide(const ModuleQuery& q) {
       if (!std::regex_search(n, *rule.re)) continue;
       ++rule.hits;
       d.scheme = rule.scheme;
-      d.binding = SchemeBinding::kRequired;
+      d.binding = q.core || !rule.scheme.quantized() ? SchemeBinding::kRequired : SchemeBinding::kFollowTensors;
       d.source = "extra_config['" + rule.key + "']";
       return d;
     }

@@ -9,6 +9,7 @@
 
 #include "deltaserve/core/status.h"
 #include "deltaserve/model/model_desc.h"
+#include "deltaserve/model/safetensors.h"  // ModelDesc::storage
 
 namespace ds::model {
 
