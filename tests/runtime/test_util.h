@@ -54,7 +54,7 @@ inline GptqTensors make_gptq(int64_t N, int64_t K, int bits, int group_size, boo
   for (auto& v : q) v = code(rng);
   for (auto& v : z) v = sym ? (1 << (bits - 1)) : std::uniform_int_distribution<int>(1, maxq - 1)(rng);
   t.scales.resize(static_cast<size_t>(t.G * N));
-  for (auto& s : t.scales) s = f32_to_f16(sc(rng));
+  for (auto& s : t.scales) s = f32_to_f16(sc(rng) * 16.0f / static_cast<float>(1 << bits));
   const int pf = 32 / bits;
   t.qweight.assign(static_cast<size_t>(K / pf * N), 0);
   for (int64_t k = 0; k < K; ++k)
