@@ -59,7 +59,7 @@ std::string ByteCodec::decode(const std::vector<int32_t>& ids, bool skip_special
     if (id >= 0 && id < 256) {
       raw.push_back(static_cast<char>(id));
     } else if (id >= 256 && id - 256 < static_cast<int32_t>(specials_.size())) {
-      if (!skip_special_tokens) raw += specials_[id - 256];
+      if (!skip_special_tokens || !is_special(id)) raw += specials_[id - 256];
     }
   }
   return sanitize_utf8(raw);

@@ -10,7 +10,7 @@ TEST(ByteCodec, RoundTripWithSpecials) {
   ASSERT_TRUE(ids.is_ok());
   EXPECT_EQ(*ids, (std::vector<int32_t>{ByteCodec::kImStart, 'h', 'i', 259}));
   EXPECT_EQ(c.decode(*ids, false), "<|im_start|>hi<think>");
-  EXPECT_EQ(c.decode(*ids, true), "hi");
+  EXPECT_EQ(c.decode(*ids, true), "hi<think>");  // <think> is added, not special
   EXPECT_EQ(c.decode({0xE4, 0xB8}, true), "\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 

@@ -23,14 +23,15 @@ class TextCodec {
   virtual std::optional<int32_t> token_to_id(const std::string& token) const = 0;
 };
 
-// Ids 0..255 are bytes; ids 256.. are Qwen-style special tokens, matched whole when encoding.
+// Ids 0..255 are bytes; ids 256.. are Qwen-style added tokens, matched whole when encoding.
 class ByteCodec : public TextCodec {
  public:
   ByteCodec();
   Result<std::vector<int32_t>> encode(const std::string& text, bool add_special_tokens) const override;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const override;
   int64_t vocab_size() const override { return 320; }
-  bool is_special(int32_t id) const override { return id >= 256; }
+  // Like Qwen's tokenizer: <think>, </think>, <tool_call>... are added but not special.
+  bool is_special(int32_t id) const override { return id >= 256 && (id <= 258 || id >= 265); }
   std::optional<int32_t> token_to_id(const std::string& token) const override;
 
   static constexpr int32_t kEndOfText = 256;  // <|endoftext|>

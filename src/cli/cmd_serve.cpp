@@ -1,0 +1,206 @@
+// `deltaserve serve MODEL [flags]`: the `vllm serve` drop-in. Parses vLLM's flags, builds the model
+// (or, for tests only, the scripted model), sizes the cache pools, starts the engine thread and the
+// HTTP server, and shuts down cleanly on SIGINT / SIGTERM (stop accepting, abort in-flight requests
+// so every stream ends with a finish chunk and [DONE], exit 0).
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "deltaserve/core/cli.h"
+#include "deltaserve/core/log.h"
+#include "deltaserve/core/version.h"
+#include "deltaserve/engine/engine.h"
+#include "deltaserve/engine/kv_cache.h"
+#include "deltaserve/engine/scripted_model.h"
+#include "deltaserve/server/cli_args.h"
+#include "deltaserve/server/http_server.h"
+
+extern char** environ;
+
+namespace {
+
+using nlohmann::json;
+
+std::map<std::string, std::string> read_env() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+// generation_config.json as vLLM's --generation-config reads it (auto: the model folder; a folder).
+json read_generation_config(const ds::server::ServeArgs& a, std::vector<int32_t>* eos) {
+  json out = json::object();
+  if (a.generation_config == "vllm") return out;
+  const std::string dir = a.generation_config == "auto" ? a.model : a.generation_config;
+  std::ifstream f(dir + "/generation_config.json");
+  if (f) {
+    std::stringstream ss;
+    ss << f.rdbuf();
+    json g = json::parse(ss.str(), nullptr, false);
+    if (g.is_object()) {
+      for (const char* k : {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens"})
+        if (g.contains(k) && g[k].is_number()) out[k] = g[k];
+      if (g.contains("eos_token_id")) {
+        const json& e = g["eos_token_id"];
+        if (e.is_number_integer()) eos->push_back(e.get<int32_t>());
+        if (e.is_array())
+          for (const auto& x : e)
+            if (x.is_number_integer()) eos->push_back(x.get<int32_t>());
+      }
+    }
+  }
+  for (const auto& [k, v] : a.override_generation_config.items()) out[k] = v;
+  if (!out.empty()) DS_INFO << "Default sampling parameters have been overridden by the model's Hugging Face "
+                               "generation config recommended from the model creator: " << out.dump();
+  return out;
+}
+
+int64_t cache_budget_bytes(const ds::server::ServeArgs& a, const std::map<std::string, std::string>& env) {
+  if (a.kv_cache_memory_bytes) return *a.kv_cache_memory_bytes;
+  auto it = env.find("VLLM_CPU_KVCACHE_SPACE");
+  double gib = 4.0;  // vLLM's CPU default
+  if (it != env.end() && std::atof(it->second.c_str()) > 0) gib = std::atof(it->second.c_str());
+  return static_cast<int64_t>(gib * (1LL << 30));
+}
+
+int serve_main(const std::vector<std::string>& argv) {
+  const auto env = read_env();
+  if (auto it = env.find("VLLM_LOGGING_LEVEL"); it != env.end()) {
+    ds::log::Level lvl;
+    if (ds::log::parse_level(it->second, &lvl)) ds::log::set_level(lvl);
+  }
+  auto parsed = ds::server::parse_serve_args(argv, env);
+  if (!parsed) {
+    std::fprintf(stderr, "deltaserve serve: error: %s\n", parsed.status().message().c_str());
+    return 2;
+  }
+  ds::server::ServeArgs a = std::move(*parsed);
+  if (a.help) {
+    std::printf("%s", ds::server::serve_help().c_str());
+    return 0;
+  }
+  if (!a.uvicorn_log_level.empty()) {
+    ds::log::Level lvl;
+    std::string l = a.uvicorn_log_level == "trace" ? "debug" : a.uvicorn_log_level == "critical" ? "error" : a.uvicorn_log_level;
+    if (ds::log::parse_level(l, &lvl)) ds::log::set_level(lvl);
+  }
+  DS_INFO << "deltaserve " << DS_VERSION << " (vLLM-compatible API server)";
+  DS_INFO << ds::server::format_non_default(a);
+  for (const auto& w : a.warnings) DS_WARN << w;
+  for (const auto& i : a.infos) DS_INFO << i;
+
+  std::unique_ptr<ds::engine::TextCodec> codec;
+  std::unique_ptr<ds::model::Model> model;
+  ds::server::ServerConfig& sc = a.server;
+  std::vector<int32_t> gen_eos;
+  sc.generation_defaults = read_generation_config(a, &gen_eos);
+
+  int max_num_seqs = a.max_num_seqs;
+  if (!a.test_scripted_output.empty()) {
+    auto it = env.find("DS_ENABLE_TEST_SCRIPTED_OUTPUT");
+    if (it == env.end() || it->second != "1") {
+      std::fprintf(stderr,
+                   "deltaserve serve: error: --test-scripted-output is a test-only model and needs "
+                   "DS_ENABLE_TEST_SCRIPTED_OUTPUT=1 in the environment\n");
+      return 2;
+    }
+    DS_WARN << "TEST ONLY: serving the scripted model from " << a.test_scripted_output
+            << " (no real weights are loaded)";
+    codec = std::make_unique<ds::engine::ByteCodec>();
+    auto script = ds::engine::load_script(a.test_scripted_output, *codec);
+    if (!script) {
+      std::fprintf(stderr, "deltaserve serve: error: %s\n", script.status().message().c_str());
+      return 2;
+    }
+    if (!a.max_model_len) sc.max_model_len = 4096;
+    ds::engine::CachePlanInput in;
+    in.budget_bytes = cache_budget_bytes(a, env);
+    in.kv_block_bytes = script->kv_block_bytes;
+    in.state_slot_bytes = script->state_slot_bytes;
+    in.block_size = script->block_size;
+    in.max_num_seqs = a.max_num_seqs;
+    in.max_model_len = sc.max_model_len;
+    auto plan = ds::engine::plan_cache_config(in);
+    if (!plan) {
+      std::fprintf(stderr, "deltaserve serve: error: %s\n", plan.status().message().c_str());
+      return 1;
+    }
+    for (const auto& w : plan->warnings) DS_WARN << w;
+    max_num_seqs = plan->max_num_seqs;
+    model = std::make_unique<ds::engine::ScriptedModel>(std::move(*script), plan->config, codec.get());
+    if (gen_eos.empty()) gen_eos = {ds::engine::ByteCodec::kImEnd, ds::engine::ByteCodec::kEndOfText};
+  } else {
+    std::fprintf(stderr,
+                 "deltaserve serve: error: serving real checkpoints needs the CPU runtime and tokenizer, which are "
+                 "not wired into `serve` in this build yet\n");
+    return 1;
+  }
+  sc.eos_token_ids = gen_eos;
+  sc.vocab_size = codec->vocab_size();
+  if (sc.http_threads <= 0) sc.http_threads = std::max(64, max_num_seqs + 16);
+
+  ds::engine::EngineConfig ec;
+  ec.max_num_seqs = max_num_seqs;
+  ec.max_num_batched_tokens = a.max_num_batched_tokens;
+  ec.max_model_len = sc.max_model_len;
+  ec.seed = a.seed;
+  ds::engine::Engine engine(model.get(), codec.get(), ec);
+  const auto cc = model->cache_config();
+  DS_INFO << "Cache: " << cc.num_kv_blocks << " KV blocks of " << cc.block_size << " tokens ("
+          << static_cast<int64_t>(cc.num_kv_blocks) * cc.block_size << " tokens), " << cc.num_state_slots
+          << " GDN state slots; max_num_seqs=" << max_num_seqs << ", max_model_len=" << sc.max_model_len;
+
+  // Signals: block them here so every thread inherits the mask; one thread waits for them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ds::server::HttpServer server(sc, &engine, codec.get());
+  if (auto st = server.bind(); !st) {
+    DS_ERROR << st.message();
+    return 1;
+  }
+  engine.start();
+  std::thread sig_thread([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    DS_INFO << "Received " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << "; shutting down: no new requests, aborting "
+            << "in-flight ones";
+    server.stop();
+    engine.abort_all();
+    sigwait(&set, &sig);
+    DS_WARN << "second signal: exiting immediately";
+    std::_Exit(1);
+  });
+  sig_thread.detach();
+  DS_INFO << "Starting vLLM API server 0 on http://" << (sc.host.empty() ? "0.0.0.0" : sc.host) << ":"
+          << server.port();
+  DS_INFO << "Available routes are: /v1/chat/completions, /v1/completions, /v1/models, /health, /ping, /version, "
+             "/metrics, /tokenize, /detokenize, /load, /invocations";
+  DS_INFO << "Application startup complete.";
+  server.serve();
+  engine.shutdown();
+  DS_INFO << "Shutdown complete.";
+  return 0;
+}
+
+}  // namespace
+
+DS_COMMAND(serve, "serve", "Start the OpenAI-compatible server (flag-compatible with `vllm serve`)", serve_main);

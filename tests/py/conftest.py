@@ -1,0 +1,84 @@
+"""Shared pytest helpers: locate the deltaserve binary, pick free loopback ports, start a server
+process and always stop it. Keep this small and generic; suites add their own fixtures."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+BUILD_DIR = os.environ.get("DS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+BINARY = os.path.join(BUILD_DIR, "deltaserve")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A running `deltaserve serve ...` on 127.0.0.1:<port>; stop() always reaps it."""
+
+    def __init__(self, args, env=None, port=None, log_path=None):
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.log_path = log_path
+        self.log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        cmd = [BINARY, "serve"] + list(args) + ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout=20.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.read_log()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except Exception:
+                time.sleep(0.05)
+        raise TimeoutError("server did not become healthy: " + self.read_log())
+
+    def read_log(self) -> str:
+        if not self.log_path:
+            return ""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.log not in (None, subprocess.DEVNULL):
+            self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Returns start(args, env=None) -> ServerProcess (ready); every server is stopped at teardown."""
+    started = []
+
+    def start(args, env=None, ready=True):
+        if not os.path.exists(BINARY):
+            pytest.skip(f"binary not built: {BINARY}")
+        s = ServerProcess(args, env=env, log_path=str(tmp_path / f"server{len(started)}.log"))
+        started.append(s)
+        return s.wait_ready() if ready else s
+
+    yield start
+    for s in started:
+        s.stop()

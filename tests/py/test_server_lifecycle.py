@@ -1,0 +1,124 @@
+"""Start-up, auth and shutdown behaviour of `deltaserve serve` (separate servers per test)."""
+import json
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+
+from conftest import BINARY, free_port
+
+SCRIPT = {"outputs": [{"text": "tick " * 2000}], "step_delay_ms": 2}
+ENV = {"DS_ENABLE_TEST_SCRIPTED_OUTPUT": "1"}
+
+
+def write_script(tmp_path):
+    p = tmp_path / "script.json"
+    p.write_text(json.dumps(SCRIPT))
+    return str(p)
+
+
+def test_auth_only_on_v1(server_factory, tmp_path):
+    s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path), "--api-key", "sekret"],
+                       env=ENV)
+    req = urllib.request.Request(s.base_url + "/v1/models")
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        raise AssertionError("expected 401")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401 and json.loads(e.read()) == {"error": "Unauthorized"}
+    with urllib.request.urlopen(s.base_url + "/health", timeout=5) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(s.base_url + "/metrics", timeout=5) as r:
+        assert r.status == 200
+    good = openai.OpenAI(base_url=s.base_url + "/v1", api_key="sekret", max_retries=0)
+    assert good.models.list().data[0].id == str(tmp_path)
+    bad = openai.OpenAI(base_url=s.base_url + "/v1", api_key="wrong", max_retries=0)
+    try:
+        bad.models.list()
+        raise AssertionError("expected 401")
+    except openai.AuthenticationError:
+        pass
+
+
+def test_api_key_from_env_and_root_path(server_factory, tmp_path):
+    env = dict(ENV, VLLM_API_KEY="envkey")
+    s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path), "--root-path", "/proxy"],
+                       env=env)
+    c = openai.OpenAI(base_url=s.base_url + "/proxy/v1", api_key="envkey", max_retries=0)
+    assert len(c.models.list().data) == 1
+    c2 = openai.OpenAI(base_url=s.base_url + "/v1", api_key="bad", max_retries=0)
+    try:
+        c2.models.list()
+        raise AssertionError("expected 401")
+    except openai.AuthenticationError:
+        pass
+
+
+def run_cli(args, env=None, timeout=20):
+    import os
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.run([BINARY, "serve", *args], env=full, capture_output=True, timeout=timeout, text=True)
+
+
+def test_cli_refusals(tmp_path):
+    script = write_script(tmp_path)
+    r = run_cli([str(tmp_path), "--test-scripted-output", script])  # env var missing
+    assert r.returncode == 2 and "DS_ENABLE_TEST_SCRIPTED_OUTPUT" in r.stderr
+    r = run_cli([str(tmp_path), "--test-scripted-output", script, "-tp", "2"], env=ENV)
+    assert r.returncode == 2 and "tensor" in r.stderr
+    r = run_cli([str(tmp_path), "--enable-auto-tool-choice"], env=ENV)
+    assert r.returncode == 2 and "--tool-call-parser" in r.stderr
+    r = run_cli([str(tmp_path), "--tool-call-parser", "nope"], env=ENV)
+    assert r.returncode == 2 and "invalid tool call parser" in r.stderr
+    r = run_cli([str(tmp_path), "--max-model-len", "abc"], env=ENV)
+    assert r.returncode == 2 and "max-model-len" in r.stderr
+
+
+def test_config_yaml_and_flag_spellings(server_factory, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("max_model_len: 1k\nserved-model-name: [from-yaml]\nenable_prefix_caching: false\n")
+    s = server_factory(["--model", str(tmp_path), "--config", str(cfg), "--test-scripted-output",
+                        write_script(tmp_path), "--no-enable-log-requests", "--max_num_seqs=8"], env=ENV)
+    with urllib.request.urlopen(s.base_url + "/v1/models", timeout=5) as r:
+        m = json.loads(r.read())["data"][0]
+    assert m["id"] == "from-yaml" and m["max_model_len"] == 1000
+    log = s.read_log()
+    assert "non-default args" in log and "'max_model_len': 1k" in log
+
+
+def test_sigterm_during_streams_exits_cleanly(server_factory, tmp_path):
+    s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path)], env=ENV)
+    results = [None] * 4
+
+    def stream(i):
+        body = json.dumps({"prompt": "go", "max_tokens": 3000, "stream": True, "temperature": 0}).encode()
+        req = urllib.request.Request(s.base_url + "/v1/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            results[i] = r.read().decode()
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    t0 = time.time()
+    rc = s.stop(signal.SIGTERM, timeout=15)
+    for t in threads:
+        t.join(timeout=15)
+    assert rc == 0
+    assert time.time() - t0 < 12
+    for text in results:
+        assert text is not None and text.rstrip().endswith("data: [DONE]")
+        last = json.loads(text.rstrip().split("\n\n")[-2][len("data: "):])
+        assert last["choices"][0]["finish_reason"] == "abort"
+    # no new connections are accepted after shutdown
+    try:
+        urllib.request.urlopen(s.base_url + "/health", timeout=2)
+        raise AssertionError("server still answering")
+    except (urllib.error.URLError, ConnectionError):
+        pass
