@@ -64,8 +64,11 @@ json read_generation_config(const ds::server::ServeArgs& a, std::vector<int32_t>
     }
   }
   for (const auto& [k, v] : a.override_generation_config.items()) out[k] = v;
-  if (!out.empty()) DS_INFO << "Default sampling parameters have been overridden by the model's Hugging Face "
-                               "generation config recommended from the model creator: " << out.dump();
+  if (!out.empty()) {
+    DS_INFO << "Default sampling parameters have been overridden by the model's Hugging Face generation config "
+               "recommended from the model creator: "
+            << out.dump();
+  }
   return out;
 }
 
