@@ -243,8 +243,9 @@ ParserDelta OutputParser::finish(std::string_view finish_reason) {
   if (!reasoning_.empty()) msg_.reasoning = reasoning_;
   if (!content_.empty()) msg_.content = content_;
   msg_.finish_reason = std::string(finish_reason);
-  // A call cut off by max_tokens keeps "length": its arguments may be incomplete.
-  const bool cut = tools_ && tools_->ended_inside_call() && finish_reason == "length";
+  // A call cut off by max_tokens (or by a size limit) keeps the engine's reason: its arguments
+  // may be incomplete, so it is not reported as a clean "tool_calls" finish.
+  const bool cut = tools_ && tools_->ended_inside_call() && (finish_reason == "length" || !msg_.error.empty());
   if (!msg_.tool_calls.empty() && !cut) msg_.finish_reason = "tool_calls";
   return d;
 }

@@ -297,14 +297,8 @@ bool ToolCallParser::step(std::vector<ToolEvent>& out) {
       return true;
     }
     case State::kAfterOpen: {
-      if (is_ws(c)) {
-        if (raw_hold_.size() > limits_.max_lookahead_ws + 16) {
-          emit_content(raw_hold_, out);
-          raw_hold_.clear();
-          state_ = State::kContent;
-          return true;
-        }
-        raw_hold_ += c;
+      if (is_ws(c)) {  // kept up to a cap (bounded memory), skipped beyond it
+        if (raw_hold_.size() <= limits_.max_lookahead_ws + kToolCallOpen.size()) raw_hold_ += c;
         consume(1);
         return true;
       }
@@ -483,8 +477,9 @@ bool ToolCallParser::step_value(std::vector<ToolEvent>& out) {
         open_param(name, out);
         return true;
       }
+      if (r != Tri::kYes) return literal(kParamOpen.size());  // no `NAME>`: not a tag at all
       ++depth_;  // a literal nested parameter: its `</parameter>` is literal too
-      return literal(r == Tri::kYes ? end - pos_ : kParamOpen.size());
+      return literal(end - pos_);
     }
   }
   const Tri mp = match(pos_, kParamClose), mf = match(pos_, kFunctionClose), mc = match(pos_, kToolCallClose);
