@@ -18,12 +18,18 @@
 
 #include "deltaserve/core/cli.h"
 #include "deltaserve/core/log.h"
+#include "deltaserve/core/timer.h"
 #include "deltaserve/core/version.h"
 #include "deltaserve/engine/engine.h"
 #include "deltaserve/engine/kv_cache.h"
 #include "deltaserve/engine/scripted_model.h"
 #include "deltaserve/server/cli_args.h"
 #include "deltaserve/server/http_server.h"
+#include "deltaserve/server/tokenizer_codec.h"
+#include "deltaserve/model/loader.h"
+#include "deltaserve/model/qwen35.h"
+#include "deltaserve/text/chat.h"
+#include "deltaserve/text/tokenizer.h"
 
 extern char** environ;
 
@@ -42,10 +48,10 @@ std::map<std::string, std::string> read_env() {
 }
 
 // generation_config.json as vLLM's --generation-config reads it (auto: the model folder; a folder).
-json read_generation_config(const ds::server::ServeArgs& a, std::vector<int32_t>* eos) {
+json read_generation_config(const ds::server::ServeArgs& a, const std::string& model_dir, std::vector<int32_t>* eos) {
   json out = json::object();
   if (a.generation_config == "vllm") return out;
-  const std::string dir = a.generation_config == "auto" ? a.model : a.generation_config;
+  const std::string dir = a.generation_config == "auto" ? model_dir : a.generation_config;
   std::ifstream f(dir + "/generation_config.json");
   if (f) {
     std::stringstream ss;
@@ -80,6 +86,57 @@ int64_t cache_budget_bytes(const ds::server::ServeArgs& a, const std::map<std::s
   return static_cast<int64_t>(gib * (1LL << 30));
 }
 
+// Loads the checkpoint, its tokenizer and the CPU runtime with cache pools sized from the budget.
+ds::Result<std::unique_ptr<ds::model::Model>> load_real_model(const ds::server::ServeArgs& a,
+                                                              const std::map<std::string, std::string>& env,
+                                                              ds::server::ServerConfig* sc, int* max_num_seqs,
+                                                              std::unique_ptr<ds::engine::TextCodec>* codec,
+                                                              std::shared_ptr<ds::model::ModelDesc>* desc_out) {
+  ds::model::LoadOptions lo;
+  lo.revision = a.revision;
+  DS_ASSIGN_OR_RETURN(ds::model::ModelDesc desc, ds::model::load_model(a.model, lo));
+  auto desc_ptr = std::make_shared<ds::model::ModelDesc>(std::move(desc));
+  const ds::model::ModelConfig& mc = desc_ptr->config;
+  const std::string tok_path = a.tokenizer.empty() ? desc_ptr->path : a.tokenizer;
+  auto tok = ds::text::Tokenizer::load(tok_path);
+  if (!tok)
+    return ds::not_found("no usable tokenizer at " + tok_path + " (" + tok.status().message() +
+                         "); pass --tokenizer DIR with a tokenizer.json");
+  *codec = std::make_unique<ds::server::TokenizerCodec>(std::move(*tok), mc.vocab_size);
+
+  const int64_t derived = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 4096;
+  int64_t max_len = a.max_model_len.value_or(derived);
+  const bool allow_long = env.count("VLLM_ALLOW_LONG_MAX_MODEL_LEN") && env.at("VLLM_ALLOW_LONG_MAX_MODEL_LEN") == "1";
+  if (max_len > derived && !allow_long)
+    return ds::invalid_argument("User-specified max_model_len (" + std::to_string(max_len) +
+                                ") is greater than the derived max_model_len (max_position_embeddings=" +
+                                std::to_string(derived) + " in model's config.json). To allow overriding this "
+                                "maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1.");
+  sc->max_model_len = max_len;
+  // Bytes per KV block / state slot as the CPU runtime lays them out (fp32 K and V; fp32 SSM + conv state).
+  int n_attn = 0, n_gdn = 0;
+  for (auto k : mc.layer_types) (k == ds::model::LayerKind::kFullAttention ? n_attn : n_gdn)++;
+  const int block_size = a.block_size > 0 ? a.block_size : 16;
+  ds::engine::CachePlanInput in;
+  in.budget_bytes = cache_budget_bytes(a, env);
+  in.block_size = block_size;
+  in.kv_block_bytes = std::max<int64_t>(1, int64_t{n_attn} * 2 * block_size * mc.num_kv_heads * mc.head_dim * 4);
+  in.state_slot_bytes = int64_t{n_gdn} *
+                        (int64_t{mc.linear_num_value_heads} * mc.linear_value_head_dim * mc.linear_key_head_dim +
+                         int64_t{mc.linear_conv_kernel_dim - 1} * mc.conv_dim()) * 4;
+  in.max_num_seqs = a.max_num_seqs;
+  in.max_model_len = max_len;
+  DS_ASSIGN_OR_RETURN(ds::engine::CachePlan plan, ds::engine::plan_cache_config(in));
+  for (const auto& w : plan.warnings) DS_WARN << w;
+  *max_num_seqs = plan.max_num_seqs;
+  ds::Timer t;
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<ds::model::CpuQwen35Model> m, ds::model::CpuQwen35Model::create(*desc_ptr, plan.config));
+  DS_INFO << "Loaded " << desc_ptr->path << " (" << mc.model_type << ", " << mc.num_layers << " layers, quant "
+          << desc_ptr->quant_method << ") on " << m->backend_name() << " in " << t.seconds() << " s";
+  *desc_out = desc_ptr;
+  return std::unique_ptr<ds::model::Model>(std::move(m));
+}
+
 int serve_main(const std::vector<std::string>& argv) {
   const auto env = read_env();
   if (auto it = env.find("VLLM_LOGGING_LEVEL"); it != env.end()) {
@@ -110,9 +167,10 @@ int serve_main(const std::vector<std::string>& argv) {
   std::unique_ptr<ds::model::Model> model;
   ds::server::ServerConfig& sc = a.server;
   std::vector<int32_t> gen_eos;
-  sc.generation_defaults = read_generation_config(a, &gen_eos);
+  std::string model_dir = a.model;
 
   int max_num_seqs = a.max_num_seqs;
+  std::shared_ptr<ds::model::ModelDesc> desc;
   if (!a.test_scripted_output.empty()) {
     auto it = env.find("DS_ENABLE_TEST_SCRIPTED_OUTPUT");
     if (it == env.end() || it->second != "1") {
@@ -123,13 +181,23 @@ int serve_main(const std::vector<std::string>& argv) {
     }
     DS_WARN << "TEST ONLY: serving the scripted model from " << a.test_scripted_output
             << " (no real weights are loaded)";
-    codec = std::make_unique<ds::engine::ByteCodec>();
+    const std::string tok_dir = a.tokenizer.empty() ? a.model : a.tokenizer;
+    if (!a.tokenizer.empty() || std::ifstream(tok_dir + "/tokenizer.json")) {
+      auto tok = ds::text::Tokenizer::load(tok_dir);
+      if (!tok) {
+        std::fprintf(stderr, "deltaserve serve: error: tokenizer: %s\n", tok.status().message().c_str());
+        return 2;
+      }
+      codec = std::make_unique<ds::server::TokenizerCodec>(std::move(*tok), 0);
+    }
+    if (!codec) codec = std::make_unique<ds::engine::ByteCodec>();
     auto script = ds::engine::load_script(a.test_scripted_output, *codec);
     if (!script) {
       std::fprintf(stderr, "deltaserve serve: error: %s\n", script.status().message().c_str());
       return 2;
     }
     if (!a.max_model_len) sc.max_model_len = 4096;
+    if (auto e = codec->token_to_id("<|im_end|>")) script->eos_token_id = *e;
     ds::engine::CachePlanInput in;
     in.budget_bytes = cache_budget_bytes(a, env);
     in.kv_block_bytes = script->kv_block_bytes;
@@ -145,13 +213,26 @@ int serve_main(const std::vector<std::string>& argv) {
     for (const auto& w : plan->warnings) DS_WARN << w;
     max_num_seqs = plan->max_num_seqs;
     model = std::make_unique<ds::engine::ScriptedModel>(std::move(*script), plan->config, codec.get());
-    if (gen_eos.empty()) gen_eos = {ds::engine::ByteCodec::kImEnd, ds::engine::ByteCodec::kEndOfText};
   } else {
-    std::fprintf(stderr,
-                 "deltaserve serve: error: serving real checkpoints needs the CPU runtime and tokenizer, which are "
-                 "not wired into `serve` in this build yet\n");
-    return 1;
+    auto r = load_real_model(a, env, &sc, &max_num_seqs, &codec, &desc);
+    if (!r) {
+      std::fprintf(stderr, "deltaserve serve: error: %s\n", r.status().message().c_str());
+      return 1;
+    }
+    model = std::move(*r);
+    model_dir = desc->path;
+    for (int64_t e : desc->generation.eos_token_ids) gen_eos.push_back(static_cast<int32_t>(e));
+    if (gen_eos.empty())
+      for (int64_t e : desc->config.eos_token_ids) gen_eos.push_back(static_cast<int32_t>(e));
   }
+  {
+    std::vector<int32_t> file_eos;
+    sc.generation_defaults = read_generation_config(a, model_dir, &file_eos);
+    if (gen_eos.empty()) gen_eos = file_eos;
+  }
+  if (gen_eos.empty())
+    for (const char* t : {"<|im_end|>", "<|endoftext|>"})
+      if (auto id = codec->token_to_id(t)) gen_eos.push_back(*id);
   sc.eos_token_ids = gen_eos;
   sc.vocab_size = codec->vocab_size();
   if (sc.http_threads <= 0) sc.http_threads = std::max(64, max_num_seqs + 16);
@@ -176,6 +257,34 @@ int serve_main(const std::vector<std::string>& argv) {
   signal(SIGPIPE, SIG_IGN);
 
   ds::server::HttpServer server(sc, &engine, codec.get());
+  {
+    auto opts = ds::text::load_chat_template_options(model_dir, sc.chat_template);
+    if (opts) {
+      opts->default_kwargs = nlohmann::ordered_json::parse(sc.default_chat_template_kwargs.dump());
+      opts->trust_request_chat_template = sc.trust_request_chat_template;
+      auto tmpl = ds::text::ChatTemplate::create(std::move(*opts));
+      if (!tmpl) {
+        std::fprintf(stderr, "deltaserve serve: error: chat template: %s\n", tmpl.status().message().c_str());
+        return 1;
+      }
+      server.set_chat_template(std::make_shared<const ds::text::ChatTemplate>(std::move(*tmpl)));
+    } else if (!sc.chat_template.empty()) {
+      std::fprintf(stderr, "deltaserve serve: error: chat template: %s\n", opts.status().message().c_str());
+      return 1;
+    } else {
+      DS_WARN << "No chat template found in " << model_dir << " (" << opts.status().message()
+              << "); chat requests use plain Qwen ChatML";
+    }
+    ds::text::ControlTokenIds ids;
+    auto set = [&](const char* t, int32_t* dst) {
+      if (auto id = codec->token_to_id(t)) *dst = *id;
+    };
+    set("<think>", &ids.think_open);
+    set("</think>", &ids.think_close);
+    set("<tool_call>", &ids.tool_call_open);
+    set("</tool_call>", &ids.tool_call_close);
+    server.set_control_token_ids(ids);
+  }
   if (auto st = server.bind(); !st) {
     DS_ERROR << st.message();
     return 1;

@@ -15,6 +15,8 @@
 #include "deltaserve/engine/text_codec.h"
 #include "deltaserve/server/errors.h"
 #include "deltaserve/server/server_config.h"
+#include "deltaserve/text/chat.h"
+#include "deltaserve/text/output_parser.h"
 
 namespace ds::server {
 
@@ -22,6 +24,8 @@ struct App {
   ServerConfig cfg;
   engine::Engine* engine = nullptr;
   const engine::TextCodec* codec = nullptr;
+  std::shared_ptr<const text::ChatTemplate> chat_template;  // null: built-in ChatML fallback
+  text::ControlTokenIds control_ids;
   std::atomic<int> server_load{0};
   std::atomic<bool> shutting_down{false};
 

@@ -3,69 +3,47 @@
 namespace ds::server {
 
 namespace {
-const std::string kOpen = "<think>", kClose = "</think>";
-
-// Length of the longest suffix of s that is a proper prefix of tag.
-size_t partial_suffix(const std::string& s, const std::string& tag) {
-  for (size_t n = std::min(s.size(), tag.size() - 1); n > 0; --n)
-    if (s.compare(s.size() - n, n, tag, 0, n) == 0) return n;
-  return 0;
+text::OutputParserOptions parser_options(const ChatOutputOptions& o) {
+  text::OutputParserOptions p;
+  p.reasoning_parser = o.reasoning_parser;
+  p.enable_thinking = o.start_in_reasoning;
+  p.include_reasoning = o.include_reasoning;
+  p.tool_parser = o.tool_parser;
+  p.parallel_tool_calls = o.parallel_tool_calls;
+  p.tools = o.tools;
+  p.ids = o.ids;
+  return p;
 }
 }  // namespace
 
-ChatOutput::ChatOutput(ChatOutputOptions opts)
-    : opts_(opts), in_reasoning_(opts.reasoning_parser && opts.start_in_reasoning) {}
+ChatOutput::ChatOutput(const ChatOutputOptions& opts)
+    : by_ids_(opts.by_token_ids), reasoning_on_(opts.reasoning_parser), parser_(parser_options(opts)) {}
 
-void ChatOutput::route(std::string text, ChatDelta* d) {
-  if (text.empty()) return;
-  if (in_reasoning_) {
-    reasoning_ += text;
-    if (opts_.include_reasoning) d->reasoning += text;
-  } else {
-    content_ += text;
-    d->content += text;
-  }
+ChatDelta ChatOutput::convert(const text::ParserDelta& d) const {
+  ChatDelta out;
+  out.reasoning = d.reasoning;
+  out.content = d.content;
+  if (!d.tool_calls.empty()) out.tool_calls = text::delta_to_json(d)["tool_calls"];
+  return out;
 }
 
-ChatDelta ChatOutput::feed(const std::string& text) {
-  ChatDelta d;
-  if (!in_reasoning_) {
-    route(text, &d);
-    return d;
-  }
-  std::string s = hold_ + text;
-  hold_.clear();
-  for (size_t open; (open = s.find(kOpen)) != std::string::npos && open < s.find(kClose);)
-    s.erase(open, kOpen.size());  // `<think>` inside the thought is dropped
-  const size_t close = s.find(kClose);
-  if (close != std::string::npos) {
-    route(s.substr(0, close), &d);
-    in_reasoning_ = false;
-    route(s.substr(close + kClose.size()), &d);
-    return d;
-  }
-  const size_t keep = std::max(partial_suffix(s, kClose), partial_suffix(s, kOpen));
-  hold_ = s.substr(s.size() - keep);
-  route(s.substr(0, s.size() - keep), &d);
-  return d;
+ChatDelta ChatOutput::feed(const std::vector<int32_t>& ids, const std::string& text) {
+  return convert(by_ids_ ? parser_.feed(ids, text) : parser_.feed_tagged_text(text));
 }
 
-ChatDelta ChatOutput::finish() {
-  ChatDelta d;
-  std::string s;
-  s.swap(hold_);
-  route(s, &d);
-  return d;
+ChatDelta ChatOutput::finish(const std::string& engine_finish_reason) {
+  return convert(parser_.finish(engine_finish_reason));
 }
 
 std::optional<std::string> ChatOutput::reasoning() const {
-  if (!opts_.reasoning_parser || !opts_.include_reasoning || reasoning_.empty()) return std::nullopt;
-  return reasoning_;
+  if (!reasoning_on_) return std::nullopt;
+  return parser_.message().reasoning;
 }
 
-std::optional<std::string> ChatOutput::content() const {
-  if (content_.empty()) return std::nullopt;
-  return content_;
+std::optional<std::string> ChatOutput::content() const { return parser_.message().content; }
+
+nlohmann::json ChatOutput::tool_calls() const {
+  return text::message_to_json(parser_.message(), false)["tool_calls"];
 }
 
 }  // namespace ds::server

@@ -1,6 +1,7 @@
-// Per-choice output processing for chat (private to src/server): splits generated text into
-// reasoning and content for --reasoning-parser, and (when wired) tool calls. Streaming and
-// non-streaming both go through it, so the streamed deltas always add up to the final message.
+// Per-choice output processing for chat (private to src/server): runs text::OutputParser (the
+// token-level qwen3 reasoning + qwen3_coder/qwen3_xml tool-call state machine) over the engine's
+// events. Streaming and non-streaming both go through it, so the streamed deltas always add up
+// to the final message.
 #pragma once
 
 #include <optional>
@@ -8,6 +9,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "deltaserve/text/output_parser.h"
 
 namespace ds::server {
 
@@ -20,29 +23,31 @@ struct ChatDelta {
 
 struct ChatOutputOptions {
   bool reasoning_parser = false;
-  bool start_in_reasoning = false;  // prompt ends inside <think>
+  bool start_in_reasoning = false;  // thinking on and the prompt left the model inside `<think>`
   bool include_reasoning = true;
+  bool tool_parser = false;         // text::tool_parsing_enabled for this request
+  bool parallel_tool_calls = true;
+  bool by_token_ids = true;         // false: recognise the tags in text (when stop strings delay text)
+  nlohmann::json tools;
+  text::ControlTokenIds ids;
 };
 
-// Interim text-level qwen3 reasoning split (`<think>` dropped, text before `</think>` is reasoning).
-// To be replaced by text::OutputParser (token-level, with tool calls) once it is in the tree.
 class ChatOutput {
  public:
-  explicit ChatOutput(ChatOutputOptions opts);
-  ChatDelta feed(const std::string& text);
-  ChatDelta finish();
+  explicit ChatOutput(const ChatOutputOptions& opts);
+  ChatDelta feed(const std::vector<int32_t>& ids, const std::string& text);
+  ChatDelta finish(const std::string& engine_finish_reason);
 
   std::optional<std::string> reasoning() const;  // null when empty or not requested
   std::optional<std::string> content() const;    // null when empty
-  const nlohmann::json& tool_calls() const { return tool_calls_; }
+  nlohmann::json tool_calls() const;             // full calls, OpenAI message shape
+  std::string finish_reason() const { return parser_.message().finish_reason; }  // after finish()
 
  private:
-  void route(std::string text, ChatDelta* d);
-  ChatOutputOptions opts_;
-  bool in_reasoning_;
-  std::string hold_;  // a possible partial tag
-  std::string reasoning_, content_;
-  nlohmann::json tool_calls_ = nlohmann::json::array();
+  ChatDelta convert(const text::ParserDelta& d) const;
+  bool by_ids_;
+  bool reasoning_on_;
+  text::OutputParser parser_;
 };
 
 }  // namespace ds::server

@@ -1,5 +1,7 @@
 #include "chat_render.h"
 
+#include "deltaserve/text/chat.h"
+
 namespace ds::server {
 
 using nlohmann::json;
@@ -30,32 +32,44 @@ std::optional<ApiError> content_text(const json& content, int64_t* images, std::
 
 }  // namespace
 
-// Interim renderer: Qwen ChatML (what every Qwen3.5/3.6 template produces for plain text turns).
-// Replaced by text/chat.h (full Jinja templates, tools) when that lands.
 std::optional<ApiError> render_chat(const ChatRenderInput& in, const ServerConfig& cfg, std::string* prompt) {
   const json& msgs = *in.messages;
   int64_t images = 0;
-  std::string out;
-  for (size_t i = 0; i < msgs.size(); ++i) {
-    const json& m = msgs[i];
-    const std::string role = m.value("role", "");
+  std::vector<std::string> texts;
+  for (const auto& m : msgs) {
     std::string text;
     if (m.contains("content"))
       if (auto e = content_text(m["content"], &images, &text)) return e;
-    const bool last = i + 1 == msgs.size();
-    if (role == "tool") {
-      out += "<|im_start|>user\n<tool_response>\n" + text + "\n</tool_response><|im_end|>\n";
-      continue;
-    }
-    out += "<|im_start|>" + role + "\n" + text;
-    if (last && in.continue_final_message) break;
-    out += "<|im_end|>\n";
+    texts.push_back(std::move(text));
   }
   auto lim = cfg.limit_mm_per_prompt.find("image");
   const int64_t max_images = lim == cfg.limit_mm_per_prompt.end() ? 999 : lim->second;
   if (images > max_images)
     return bad_request("At most " + std::to_string(max_images) + " image(s) may be provided in one prompt.");
   if (images > 0) return bad_request("Image inputs are not supported by this deltaserve build yet.");
+
+  if (in.tmpl && in.raw_body) {
+    nlohmann::ordered_json req = nlohmann::ordered_json::parse(*in.raw_body, nullptr, false);
+    if (req.is_discarded()) return bad_request("JSON decode error: the request body is not valid JSON.");
+    auto r = in.tmpl->render(req);
+    if (!r) return bad_request(r.status().message());
+    *prompt = std::move(*r);
+    return std::nullopt;
+  }
+  // Fallback when the model ships no chat template: Qwen ChatML, as the Qwen3.5/3.6 templates
+  // render plain text turns.
+  std::string out;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const std::string role = msgs[i].value("role", "");
+    const bool last = i + 1 == msgs.size();
+    if (role == "tool") {
+      out += "<|im_start|>user\n<tool_response>\n" + texts[i] + "\n</tool_response><|im_end|>\n";
+      continue;
+    }
+    out += "<|im_start|>" + role + "\n" + texts[i];
+    if (last && in.continue_final_message) break;
+    out += "<|im_end|>\n";
+  }
   if (in.add_generation_prompt) {
     out += "<|im_start|>assistant\n";
     const auto& k = in.chat_template_kwargs;

@@ -9,9 +9,15 @@
 #include "deltaserve/server/errors.h"
 #include "deltaserve/server/server_config.h"
 
-namespace ds::server {
+namespace ds {
+namespace text {
+class ChatTemplate;
+}  // namespace text
+namespace server {
 
 struct ChatRenderInput {
+  const text::ChatTemplate* tmpl = nullptr;  // the model's template; null: built-in ChatML
+  const std::string* raw_body = nullptr;      // the request body (parsed in order for the template)
   const nlohmann::json* messages = nullptr;
   const nlohmann::json* tools = nullptr;  // may be null
   bool add_generation_prompt = true;
@@ -25,4 +31,5 @@ std::optional<ApiError> render_chat(const ChatRenderInput& in, const ServerConfi
 // False when the prompt already ended the thought (its last `</think>` follows its last `<think>`).
 bool prompt_starts_in_reasoning(const std::string& prompt);
 
-}  // namespace ds::server
+}  // namespace server
+}  // namespace ds

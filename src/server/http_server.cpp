@@ -171,6 +171,12 @@ HttpServer::~HttpServer() {
   if (stats_thread_.joinable()) stats_thread_.join();
 }
 
+void HttpServer::set_chat_template(std::shared_ptr<const text::ChatTemplate> tmpl) {
+  app_->chat_template = std::move(tmpl);
+}
+
+void HttpServer::set_control_token_ids(const text::ControlTokenIds& ids) { app_->control_ids = ids; }
+
 Status HttpServer::bind() {
   const ServerConfig& c = app_->cfg;
   const std::string host = c.host.empty() ? "0.0.0.0" : c.host;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "deltaserve/text/tool_choice.h"
+
 namespace ds::server {
 
 using nlohmann::json;
@@ -341,6 +343,8 @@ std::optional<ApiError> parse_gen_request(const json& body, bool chat, const Ser
           "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request "
           "with untrusted chat template.");
     DS_TRY(parse_tools(body, cfg));
+    if (Status st = text::validate_tool_choice(body, cfg.enable_auto_tool_choice, cfg.tool_call_parser); !st)
+      return bad_request(st.message(), "tool_choice");
   } else {
     r->add_special_tokens = true;
     DS_TRY(get_bool(body, "add_special_tokens", &r->add_special_tokens));

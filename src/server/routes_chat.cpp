@@ -5,6 +5,7 @@
 #include "chat_output.h"
 #include "chat_render.h"
 #include "deltaserve/core/log.h"
+#include "deltaserve/text/tool_choice.h"
 #include "generate.h"
 #include "sse.h"
 
@@ -84,12 +85,13 @@ class ChatStream : public SseProducer {
         return true;
       }
       for (auto& l : ev->logprobs) pending_lps_[i].push_back(l);
-      ChatDelta d = outputs_[i].feed(ev->text);
+      ChatDelta d = outputs_[i].feed(ev->token_ids, ev->text);
       c.absorb(*ev);
       if (c.done()) {
-        merge(&d, outputs_[i].finish());
+        const json engine_reason = finish_reason_json(c);
+        merge(&d, outputs_[i].finish(engine_reason.is_string() ? engine_reason.get<std::string>() : "stop"));
         json ch = chunk(c.index, delta_json(*app_, d, ctx_.out_opts.reasoning_parser), take_lps(i));
-        ch["choices"][0]["finish_reason"] = finish_reason_json(c);
+        ch["choices"][0]["finish_reason"] = outputs_[i].finish_reason();
         ch["choices"][0]["stop_reason"] = stop_reason_json(c.stop_reason);
         *out += sse_event(ch);
       } else if (!d.empty()) {
@@ -164,6 +166,8 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
   GenRequest g;
   if (auto e = parse_gen_request(body, /*chat=*/true, app.cfg, &g)) return send_error(res, *e);
   ChatRenderInput in;
+  in.tmpl = app.chat_template.get();
+  in.raw_body = &req.body;
   in.messages = &body["messages"];
   in.tools = body.contains("tools") ? &body["tools"] : nullptr;
   in.add_generation_prompt = g.add_generation_prompt;
@@ -191,6 +195,13 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
   ctx.out_opts.reasoning_parser = !app.cfg.reasoning_parser.empty();
   ctx.out_opts.start_in_reasoning = thinking && prompt_starts_in_reasoning(prompt);
   ctx.out_opts.include_reasoning = g.include_reasoning;
+  ctx.out_opts.tool_parser =
+      text::tool_parsing_enabled(body, app.cfg.enable_auto_tool_choice, app.cfg.tool_call_parser);
+  ctx.out_opts.parallel_tool_calls = !(body.contains("parallel_tool_calls") && body["parallel_tool_calls"].is_boolean() &&
+                                       !body["parallel_tool_calls"].get<bool>());
+  if (body.contains("tools") && body["tools"].is_array()) ctx.out_opts.tools = body["tools"];
+  ctx.out_opts.ids = app.control_ids;
+  ctx.out_opts.by_token_ids = g.params.stop.empty();
 
   app.server_load++;
   if (g.stream) {
@@ -211,8 +222,9 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
       return send_error(res, e);
     }
     ChatOutput out(ctx.out_opts);
-    out.feed(c.text);
-    out.finish();
+    out.feed(c.ids, c.text);
+    const json engine_reason = finish_reason_json(c);
+    out.finish(engine_reason.is_string() ? engine_reason.get<std::string>() : "stop");
     json msg = {{"role", app.cfg.response_role}, {"content", nullptr}, {"refusal", nullptr},
                 {"annotations", nullptr}, {"audio", nullptr}, {"function_call", nullptr},
                 {"tool_calls", out.tool_calls()}};
@@ -224,7 +236,7 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
                    {"message", msg},
                    {"logprobs", g.chat_logprobs ? chat_logprobs_json(app, c.logprobs, g.return_tokens_as_token_ids)
                                                 : json(nullptr)},
-                   {"finish_reason", out.tool_calls().empty() ? finish_reason_json(c) : json("tool_calls")},
+                   {"finish_reason", out.finish_reason()},
                    {"stop_reason", stop_reason_json(c.stop_reason)},
                    {"token_ids", g.return_token_ids ? json(c.ids) : json(nullptr)}};
     choices.push_back(choice);

@@ -76,6 +76,8 @@ void handle_tokenize(App& app, const httplib::Request& req, httplib::Response& r
   if (body.contains("messages")) {
     if (!body["messages"].is_array()) return send_error(res, bad_request("`messages` must be a list", "messages"));
     ChatRenderInput in;
+    in.tmpl = app.chat_template.get();
+    in.raw_body = &req.body;
     in.messages = &body["messages"];
     in.add_generation_prompt = body.value("add_generation_prompt", true);
     in.continue_final_message = body.value("continue_final_message", false);

@@ -18,6 +18,8 @@ SCRIPT = {
     "outputs": [
         {"match": "weather", "text": "I should check.\n</think>\n\nIt is sunny today."},
         {"match": "LONGSTREAM", "text": LONG},
+        {"match": "Paris", "text": "Need a tool.\n</think>\n\n<tool_call>\n<function=get_weather>\n<parameter=city>\n"
+                                   "Paris\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>"},
         {"text": "Hi.\n</think>\n\nHello there, world!"},
     ],
     "step_delay_ms": 1,
@@ -339,3 +341,38 @@ def test_request_id_and_cors(server):
                                  headers={"Origin": "http://e.com", "Access-Control-Request-Method": "GET"})
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}]
+
+
+def test_tool_calls_non_streaming_and_streaming(client):
+    msgs = [{"role": "user", "content": "Weather in Paris?"}]
+    r = client.chat.completions.create(model="qwen-test", messages=msgs, tools=TOOLS, temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls"
+    assert len(c.message.tool_calls) == 1
+    call = c.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris", "days": 3}
+    assert c.message.model_extra["reasoning"] == "Need a tool.\n"
+    assert not (c.message.content or "").strip()
+    stream = client.chat.completions.create(model="qwen-test", messages=msgs, tools=TOOLS, temperature=0, stream=True)
+    args, names, finish = "", [], None
+    for ch in stream:
+        if not ch.choices:
+            continue
+        d = ch.choices[0].delta
+        for tc in d.tool_calls or []:
+            if tc.function and tc.function.name:
+                names.append(tc.function.name)
+            if tc.function and tc.function.arguments:
+                args += tc.function.arguments
+        finish = ch.choices[0].finish_reason or finish
+    assert names == ["get_weather"] and finish == "tool_calls"
+    assert args == call.function.arguments
+    # tool_choice none: no parsing, the XML stays in content
+    r = client.chat.completions.create(model="qwen-test", messages=msgs, tools=TOOLS, tool_choice="none",
+                                       temperature=0)
+    assert r.choices[0].message.tool_calls == [] and "<function=get_weather>" in r.choices[0].message.content

@@ -11,6 +11,8 @@
 #include "deltaserve/engine/engine.h"
 #include "deltaserve/engine/text_codec.h"
 #include "deltaserve/server/server_config.h"
+#include "deltaserve/text/chat.h"
+#include "deltaserve/text/output_parser.h"
 
 namespace httplib {
 class Server;
@@ -26,6 +28,11 @@ class HttpServer {
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
+
+  // Before serve(): the model's chat template (else a built-in ChatML fallback) and the ids of the
+  // <think> / </think> / <tool_call> / </tool_call> tokens for the output parser.
+  void set_chat_template(std::shared_ptr<const text::ChatTemplate> tmpl);
+  void set_control_token_ids(const text::ControlTokenIds& ids);
 
   Status bind();  // host:port from the config; port 0 picks a free port
   int port() const { return port_; }
