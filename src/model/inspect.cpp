@@ -40,25 +40,56 @@ std::string layer_pattern(const std::vector<LayerKind>& t) {
   return s;
 }
 
-ordered_json module_json(const LinearRef& r) {
-  const LinearWeight& w = *r.w;
+// Manifest spelling of a float dtype (tests/fixtures/reference/*/modules.json).
+const char* short_dtype(DType t) {
+  switch (t) {
+    case DType::kBF16: return "bf16";
+    case DType::kF16: return "fp16";
+    case DType::kF32: return "fp32";
+    default: return dtype_name(t);
+  }
+}
+
+// One Linear: its scheme, shape and where it is stored. "tensor" names the stored tensor it views (the
+// fused 3-D tensor for experts.gate_up_proj / down_proj slices).
+ordered_json module_json(const LinearWeight& w, Component component) {
   const QuantScheme& s = w.scheme;
   ordered_json j;
   j["name"] = w.name;
-  j["component"] = component_name(r.component);
+  j["component"] = component_name(component);
   j["in_features"] = w.in_features;
   j["out_features"] = w.out_features;
-  j["bits"] = s.bits;
+  j["format"] = s.quantized() ? "gptq" : "plain";
+  j["bits"] = s.quantized() ? s.bits : 16;
   j["group_size"] = s.quantized() ? s.group_size : -1;
-  j["sym"] = s.quantized() ? s.sym : true;
+  j["sym"] = s.quantized() && s.sym;
   j["desc_act"] = s.quantized() && s.desc_act;
-  j["method"] = s.quantized() ? s.method : "none";
   j["zeros_v2"] = s.quantized() && s.zeros_v2;
-  j["dtype"] = s.quantized() ? dtype_name(w.qweight.dtype) : dtype_name(w.weight.dtype);
-  if (s.quantized()) j["scales_dtype"] = dtype_name(w.scales.dtype);
-  j["format"] = describe_scheme(s, w.weight.dtype == DType::kUnknown ? DType::kBF16 : w.weight.dtype);
+  j["method"] = s.quantized() ? s.method : "none";
+  // plain: the weight's dtype; GPTQ: the scales' dtype (qweight is always int32)
+  j["dtype"] = short_dtype(s.quantized() ? w.scales.dtype : w.weight.dtype);
+  j["scheme"] = describe_scheme(s, w.weight.dtype == DType::kUnknown ? DType::kBF16 : w.weight.dtype);
+  j["tensor"] = s.quantized() ? w.qweight.name : w.weight.name;
   j["bytes"] = w.stored_bytes();
   return j;
+}
+
+// Vision Linears (2-D .weight, with an optional .bias), listed like the text ones.
+void vision_modules(const ModelDesc& m, ordered_json* out) {
+  std::map<std::string, const TensorView*> by_name;
+  for (const auto& t : m.vision_tensors) by_name[t.name] = &t;
+  for (const auto& [name, t] : by_name) {
+    if (t->shape.size() != 2 || name.size() < 7 || name.compare(name.size() - 7, 7, ".weight") != 0 ||
+        name.find("pos_embed") != std::string::npos)
+      continue;
+    LinearWeight w;
+    w.name = name.substr(0, name.size() - 7);
+    w.out_features = t->shape[0];
+    w.in_features = t->shape[1];
+    w.weight = *t;
+    if (auto b = by_name.find(w.name + ".bias"); b != by_name.end()) w.bias = *b->second;
+    out->push_back(module_json(w, Component::kVision));
+  }
 }
 
 }  // namespace
@@ -143,8 +174,9 @@ Result<ordered_json> inspect_report(const ModelDesc& m, const InspectOptions& o)
     auto& g = groups[{static_cast<int>(ref.component), describe_scheme(ref.w->scheme, dt)}];
     g.first += 1;
     g.second += ref.w->stored_bytes();
-    if (o.list_modules) modules.push_back(module_json(ref));
+    if (o.list_modules) modules.push_back(module_json(*ref.w, ref.component));
   });
+  if (o.list_modules) vision_modules(m, &modules);
   ordered_json fmts = ordered_json::array();
   for (const auto& [key, val] : groups)
     fmts.push_back({{"component", component_name(static_cast<Component>(key.first))},

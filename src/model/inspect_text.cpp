@@ -86,7 +86,7 @@ std::string render_inspect_text(const ordered_json& r) {
     os << "\nmodules\n";
     for (const auto& m : r["modules"])
       os << "  " << m["name"].get<std::string>() << "  [" << u(m, "out_features") << ", " << u(m, "in_features")
-         << "]  " << m["format"].get<std::string>() << "\n";
+         << "]  " << m["scheme"].get<std::string>() << "\n";
   }
   os << "\nmtp          " << (r["mtp"]["present"].get<bool>() ? format_bytes(u(r["mtp"], "bytes")) + " (" +
                                                                   std::to_string(u(r["mtp"], "layers")) + " layer)"

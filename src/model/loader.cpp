@@ -54,7 +54,7 @@ Status bind_layer(LoadContext& ctx, const std::string& p, LayerKind kind, bool c
     DS_ASSIGN_OR_RETURN(w.out_proj, bind_linear(ctx, g + "out_proj", h, vd, core));
     DS_ASSIGN_OR_RETURN(w.conv1d, bind_tensor(ctx, g + "conv1d.weight", {conv, 1, c.linear_conv_kernel_dim}));
     DS_ASSIGN_OR_RETURN(w.conv1d_bias, bind_tensor(ctx, g + "conv1d.bias", {conv}, /*required=*/false));
-    DS_ASSIGN_OR_RETURN(w.A_log, bind_tensor(ctx, g + "A_log", {hv}, true, DType::kF32));
+    DS_ASSIGN_OR_RETURN(w.A_log, bind_tensor(ctx, g + "A_log", {hv}, true, DType::kF32));  // transformers saves it fp32
     DS_ASSIGN_OR_RETURN(w.dt_bias, bind_tensor(ctx, g + "dt_bias", {hv}));
     DS_ASSIGN_OR_RETURN(w.norm, bind_tensor(ctx, g + "norm.weight", {c.linear_value_head_dim}));
   }

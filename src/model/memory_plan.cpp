@@ -54,8 +54,10 @@ uint64_t linear_bytes_per_rank(const LinearWeight& w, TpSplit split, int tp, int
   switch (split) {
     case TpSplit::kReplicated:
       return w.stored_bytes();
-    case TpSplit::kKvHeads:
-      return kv_share(w.stored_bytes(), tp, num_kv_heads);
+    case TpSplit::kKvHeads:  // like a column split by heads; g_idx indexes K and stays whole
+      return kv_share(w.weight.nbytes + w.qweight.nbytes + w.scales.nbytes + w.qzeros.nbytes + w.bias.nbytes, tp,
+                      num_kv_heads) +
+             w.g_idx.nbytes;
     case TpSplit::kVocab:
     case TpSplit::kHeads:
       return div_up(w.stored_bytes(), t);

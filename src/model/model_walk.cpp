@@ -4,7 +4,7 @@ namespace ds::model {
 
 const char* component_name(Component c) {
   switch (c) {
-    case Component::kEmbedding: return "embedding";
+    case Component::kEmbedding: return "embeddings";
     case Component::kLmHead: return "lm_head";
     case Component::kAttention: return "attention";
     case Component::kGdn: return "gdn";
@@ -65,8 +65,8 @@ void visit_layer_tensors(const LayerWeights& L, int layer, const Component* over
   emit(L.input_layernorm, Component::kNorms, TpSplit::kReplicated);
   emit(L.post_attention_layernorm, Component::kNorms, TpSplit::kReplicated);
   if (L.kind == LayerKind::kFullAttention) {
-    emit(L.attn.q_norm, Component::kNorms, TpSplit::kReplicated);
-    emit(L.attn.k_norm, Component::kNorms, TpSplit::kReplicated);
+    emit(L.attn.q_norm, Component::kAttention, TpSplit::kReplicated);
+    emit(L.attn.k_norm, Component::kAttention, TpSplit::kReplicated);
   } else {
     emit(L.gdn.conv1d, Component::kGdn, TpSplit::kHeads);
     emit(L.gdn.conv1d_bias, Component::kGdn, TpSplit::kHeads);

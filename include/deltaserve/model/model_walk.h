@@ -12,17 +12,17 @@ namespace ds::model {
 enum class Component {
   kEmbedding,
   kLmHead,
-  kAttention,
-  kGdn,
+  kAttention,  // q/k/v/o + q_norm/k_norm
+  kGdn,        // projections, conv1d, A_log, dt_bias, gated norm
   kDenseMlp,
   kSharedExperts,  // shared expert MLP + its scalar gate
   kRoutedExperts,
   kRouter,
-  kNorms,  // every RMSNorm weight of the text stack
+  kNorms,  // input/post-attention layer norms and the final norm
   kVision,
   kMtp,
 };
-const char* component_name(Component c);  // "routed_experts", "attention", ...
+const char* component_name(Component c);  // "routed_experts", "embeddings", ... (fixture manifest names)
 constexpr int kNumComponents = 11;
 
 enum class TpSplit {
