@@ -114,7 +114,7 @@ bool BpeModel::MergeTable::lookup(int32_t left, int32_t right, uint32_t* rank,
   }
 }
 
-Result<BpeModel> BpeModel::from_json(const nlohmann::json& model) {
+Result<BpeModel> BpeModel::build(const nlohmann::json& model, BpeTables tables) {
   BpeModel m;
   if (!model.is_object() || model.value("type", "") != "BPE") {
     return unsupported("tokenizer.json: only BPE models are supported (model.type is not \"BPE\")");
@@ -130,21 +130,17 @@ Result<BpeModel> BpeModel::from_json(const nlohmann::json& model) {
   if (model.value("ignore_merges", false)) {
     return unsupported("tokenizer.json: BPE ignore_merges=true is not supported");
   }
-  const auto vit = model.find("vocab");
-  const auto mit = model.find("merges");
-  if (vit == model.end() || !vit->is_object() || mit == model.end() || !mit->is_array()) {
+  if (!tables.has_vocab || !tables.has_merges) {
     return corrupt("tokenizer.json: model.vocab (object) and model.merges (array) are required");
   }
-  m.vocab_.reserve(vit->size());
+  m.vocab_.reserve(tables.vocab.size());
   int64_t max_id = -1;
-  for (auto it = vit->begin(); it != vit->end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() > (1 << 30)) {
-      return corrupt("tokenizer.json: vocab id of \"" + it.key() + "\" is not a valid id");
+  for (auto& [tok, id] : tables.vocab) {
+    if (id < 0 || id > (1 << 30)) {
+      return corrupt("tokenizer.json: vocab id of \"" + tok + "\" is not a valid id");
     }
-    const int64_t id = it.value().get<int64_t>();
-    m.vocab_.emplace(it.key(), static_cast<int32_t>(id));
     max_id = std::max(max_id, id);
+    m.vocab_.emplace(std::move(tok), static_cast<int32_t>(id));
   }
   m.token_strings_.assign(static_cast<size_t>(max_id + 1), std::string());
   for (const auto& [tok, id] : m.vocab_) m.token_strings_[id] = tok;
@@ -159,26 +155,15 @@ Result<BpeModel> BpeModel::from_json(const nlohmann::json& model) {
     m.byte_ids_[b] = id;
   }
   size_t cap = 1;
-  while (cap < mit->size() * 2 + 16) cap <<= 1;
+  while (cap < tables.merges.size() * 2 + 16) cap <<= 1;
   m.merges_.keys.assign(cap, 0);
   m.merges_.vals.assign(cap, 0);
   m.merges_.mask = cap - 1;
   uint32_t rank = 0;
-  std::string left, right;
-  for (const auto& e : *mit) {
-    if (e.is_string()) {
-      const std::string& s = e.get_ref<const std::string&>();
-      const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) return corrupt("tokenizer.json: merge \"" + s + "\" has no space");
-      left = s.substr(0, sp);
-      right = s.substr(sp + 1);
-    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-      left = e[0].get<std::string>();
-      right = e[1].get<std::string>();
-    } else {
-      return corrupt("tokenizer.json: merge #" + std::to_string(rank) + " is malformed");
-    }
-    const int32_t a = m.find(left), b = m.find(right), c = m.find(left + right);
+  std::string joined;
+  for (const auto& [left, right] : tables.merges) {
+    joined.assign(left).append(right);
+    const int32_t a = m.find(left), b = m.find(right), c = m.find(joined);
     if (a < 0 || b < 0 || c < 0) {
       return corrupt("tokenizer.json: merge \"" + left + " " + right + "\" uses unknown tokens");
     }
@@ -191,7 +176,7 @@ Result<BpeModel> BpeModel::from_json(const nlohmann::json& model) {
 }
 
 int32_t BpeModel::find(std::string_view token_string) const {
-  auto it = vocab_.find(std::string(token_string));
+  auto it = vocab_.find(token_string);
   return it == vocab_.end() ? -1 : it->second;
 }
 

@@ -22,10 +22,17 @@ int char_to_byte(char32_t c);
 bool byte_level_decode(std::string_view token, std::string* bytes);
 std::string byte_level_encode(std::string_view bytes);
 
+// The bulky parts of a BPE "model" object, read by a streaming parser (tokenizer_json.cpp).
+struct BpeTables {
+  std::vector<std::pair<std::string, int64_t>> vocab;
+  std::vector<std::pair<std::string, std::string>> merges;
+  bool has_vocab = false, has_merges = false;
+};
+
 class BpeModel {
  public:
-  // model: the "model" object of tokenizer.json (type BPE).
-  static Result<BpeModel> from_json(const nlohmann::json& model);
+  // options: the "model" object of tokenizer.json without vocab and merges (type BPE, ...).
+  static Result<BpeModel> build(const nlohmann::json& options, BpeTables tables);
 
   // Appends the ids of one word (raw bytes, not byte-level characters).
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
@@ -51,7 +58,11 @@ class BpeModel {
   void merge_word(std::vector<int32_t>& ids) const;
 
   std::vector<std::string> token_strings_;  // id -> vocab string
-  std::unordered_map<std::string, int32_t> vocab_;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> vocab_;
   int32_t byte_ids_[256] = {};
   MergeTable merges_;
   uint64_t instance_ = 0;  // distinguishes models in the per-thread cache

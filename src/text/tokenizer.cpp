@@ -11,6 +11,7 @@
 #include "deltaserve/text/unicode.h"
 #include "src/text/bpe.h"
 #include "src/text/pretokenize.h"
+#include "src/text/tokenizer_json.h"
 
 namespace ds::text {
 
@@ -191,8 +192,9 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view json_text) {
 }
 
 Result<Tokenizer> Tokenizer::build(std::string_view json_text) {
-  json j = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return corrupt("tokenizer.json is not a JSON object");
+  json j;
+  BpeTables tables;
+  DS_RETURN_IF_ERROR(parse_tokenizer_json(json_text, &j, &tables));
   auto impl = std::make_shared<Impl>();
 
   // normalizer: NFC (Qwen), null, or a Sequence of those.
@@ -247,7 +249,7 @@ Result<Tokenizer> Tokenizer::build(std::string_view json_text) {
     return unsupported("tokenizer.json: only the ByteLevel decoder is supported");
   }
   if (!j.contains("model")) return corrupt("tokenizer.json: no model");
-  DS_ASSIGN_OR_RETURN(impl->bpe, BpeModel::from_json(j["model"]));
+  DS_ASSIGN_OR_RETURN(impl->bpe, BpeModel::build(j["model"], std::move(tables)));
 
   int32_t limit = impl->bpe.id_limit();
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {

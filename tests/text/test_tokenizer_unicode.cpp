@@ -59,6 +59,16 @@ TEST(Unicode, NfcMatchesPython) {
   EXPECT_FALSE(unicode::is_nfc_quick("cafe\u0301"));
 }
 
+TEST(Unicode, NfcFollowsHfTokenizersTables) {
+  // HF tokenizers' NFC has pre-Unicode-10 tables: U+089B (ccc 220 since Unicode 14) stays after
+  // U+0302 (ccc 230), and U+11935 U+11930 (Dives Akuru, Unicode 13) does not compose to U+11938.
+  // Python's unicodedata would reorder / compose; vLLM's ids come from HF, so we follow HF.
+  EXPECT_EQ(unicode::nfc("a\u0302\u089b"), "\u00e2\u089b");
+  EXPECT_EQ(unicode::nfc("\U00011935\U00011930"), "\U00011935\U00011930");
+  EXPECT_EQ(unicode::nfc("a\u0316\u0302"), "\u00e2\u0316");  // not blocked: 220 < 230
+  EXPECT_EQ(unicode::nfc("a\u0302\u0316"), "\u00e2\u0316");
+}
+
 TEST(Unicode, CharClasses) {
   using namespace unicode;
   EXPECT_EQ(char_class('a'), kLetter);
