@@ -26,7 +26,7 @@ namespace {
 // "[L L L F] x 12" when the pattern repeats with a short period, else one letter per layer.
 std::string layer_pattern(const std::vector<LayerKind>& t) {
   const size_t n = t.size();
-  for (size_t period = 1; period <= 8 && period < n; ++period) {
+  for (size_t period = 1; period <= 8 && period <= n; ++period) {
     if (n % period) continue;
     bool ok = true;
     for (size_t i = period; i < n && ok; ++i) ok = t[i] == t[i % period];

@@ -220,3 +220,49 @@ def test_bad_flags_and_models(tmp_path):
     assert_one_line_error(run(d, "--tensor-parallel-size", "3"), "tensor-parallel-size 3 does not divide")
     assert run(d, "--gpu-memory-utilization", "1.5").returncode == 2
     assert run("--help").returncode == 0
+
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def fixture_names():
+    ref = FIXTURES / "reference"
+    return sorted(p.parent.name for p in ref.glob("*/modules.json") if (FIXTURES / "models" / p.parent.name).is_dir())
+
+
+def test_fixtures_exist():
+    assert fixture_names(), "no fixtures under tests/fixtures (tools/fixtures generates them)"
+
+
+@pytest.mark.parametrize("name", fixture_names())
+def test_inspect_json_matches_fixture_manifest(name):
+    manifest = json.loads((FIXTURES / "reference" / name / "modules.json").read_text())
+    res = run(FIXTURES / "models" / name, "--json", "--modules", "--speculative")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    mine = {m["name"]: m for m in report["modules"]}
+    by_tensor = {}
+    for m in report["modules"]:
+        by_tensor.setdefault(m["tensor"], []).append(m)
+    seen = set()
+    for key, want in manifest["modules"].items():
+        if want["kind"] == "fused_experts":
+            slices = by_tensor.get(key, [])
+            assert len(slices) == want["num_experts"] * (2 if key.endswith("gate_up_proj") else 1), key
+            assert {(s["format"], s["dtype"]) for s in slices} == {("plain", want["dtype"])}, key
+            assert sum(s["bytes"] for s in slices) == want["bytes"], key
+            seen.update(s["name"] for s in slices)
+            continue
+        got = mine.get(key)
+        assert got is not None, f"inspect does not list {key}"
+        seen.add(key)
+        fields = ["format", "bits", "group_size", "desc_act", "dtype", "in_features", "out_features", "bytes",
+                  "component"] + (["sym"] if want["format"] == "gptq" else [])
+        assert {f: got[f] for f in fields} == {f: want[f] for f in fields}, key
+    extra = set(mine) - seen - ({"lm_head"} if report["dims"]["tie_word_embeddings"] else set())
+    assert not extra, f"inspect lists modules the manifest does not have: {sorted(extra)[:5]}"
+    totals = {c["component"]: c["bytes"] for c in report["components"]}
+    for comp, b in manifest["bytes_by_component"].items():
+        if comp != "total":
+            assert totals.get(comp, 0) == b, comp
+    assert report["checkpoint_bytes"] == manifest["bytes_by_component"]["total"]
