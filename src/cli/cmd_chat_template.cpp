@@ -27,7 +27,7 @@ void usage() {
                "  --trust-request-chat-template   allow a request's own 'chat_template'\n"
                "  --revision REV                  HF cache revision (default main)\n"
                "  --jsonl                         one request per line in, one JSON result per line out\n"
-               "  --raw                           input is the template's variables, not a request\n");
+               "  --raw                           input is {\"template\": T, \"variables\": {...}} (engine only)\n");
 }
 
 std::string error_code_name(ds::ErrorCode c) {
@@ -41,11 +41,22 @@ std::string error_code_name(ds::ErrorCode c) {
 }
 
 struct Renderer {
-  const ds::text::ChatTemplate* chat = nullptr;
-  const ds::text::JinjaTemplate* raw = nullptr;
+  const ds::text::ChatTemplate* chat = nullptr;  // null in --raw mode without a template
+  bool raw = false;
   ds::Result<std::string> operator()(const ojson& in) const {
-    if (raw) return raw->render(in, chat->options().limits);
-    return chat->render(in);
+    if (!raw) {
+      if (!chat) return ds::invalid_argument("no chat template (pass MODEL or --chat-template)");
+      return chat->render(in);
+    }
+    // --raw: {"template": optional text (default: the loaded template), "variables": {...}}
+    if (!in.is_object() || !in.contains("variables")) return ds::invalid_argument("--raw input needs 'variables'");
+    std::string source;
+    if (in.contains("template") && in["template"].is_string()) source = in["template"].get<std::string>();
+    else if (chat) source = chat->options().chat_template;
+    else return ds::invalid_argument("--raw input needs 'template' (or pass --chat-template)");
+    auto t = ds::text::JinjaTemplate::compile(source);
+    if (!t) return t.status();
+    return t->render(in["variables"]);
   }
 };
 
@@ -104,7 +115,8 @@ int run(const std::vector<std::string>& args) {
     dir = *resolved;
   }
   ds::text::ChatTemplateOptions opts;
-  if (!dir.empty() || !template_flag.empty()) {
+  bool have_template = !dir.empty() || !template_flag.empty();
+  if (have_template) {
     auto loaded = ds::text::load_chat_template_options(dir.empty() ? "/nonexistent" : dir, template_flag);
     if (!loaded) {
       std::fprintf(stderr, "chat-template: %s\n", loaded.status().message().c_str());
@@ -127,21 +139,19 @@ int run(const std::vector<std::string>& args) {
     return 2;
   }
   opts.trust_request_chat_template = trust;
-  auto chat = ds::text::ChatTemplate::create(opts);
-  if (!chat) {
-    std::fprintf(stderr, "chat-template: %s\n", chat.status().message().c_str());
-    return 1;
-  }
-  std::optional<ds::text::JinjaTemplate> raw_tmpl;
-  if (raw) {
-    auto t = ds::text::JinjaTemplate::compile(opts.chat_template);
-    if (!t) {
-      std::fprintf(stderr, "chat-template: %s\n", t.status().message().c_str());
+  std::optional<ds::text::ChatTemplate> chat;
+  if (have_template) {
+    auto created = ds::text::ChatTemplate::create(opts);
+    if (!created) {
+      std::fprintf(stderr, "chat-template: %s\n", created.status().message().c_str());
       return 1;
     }
-    raw_tmpl = std::move(*t);
+    chat = std::move(*created);
+  } else if (!raw) {
+    std::fprintf(stderr, "chat-template: no template: pass a MODEL dir or --chat-template\n");
+    return 2;
   }
-  Renderer render{&*chat, raw_tmpl ? &*raw_tmpl : nullptr};
+  Renderer render{chat ? &*chat : nullptr, raw};
 
   if (!jsonl) {
     std::stringstream ss;

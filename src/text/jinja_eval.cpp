@@ -154,9 +154,11 @@ class Evaluator {
     ++loop_depth_;
     const int64_t n = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < n; ++i) {
+      step();
       auto inner = std::make_shared<Frame>();
       inner->parent = f;
       Dict loop;
+      loop.entries.reserve(12);
       loop.set("index0", Value::integer(i));
       loop.set("index", Value::integer(i + 1));
       loop.set("revindex", Value::integer(n - i));

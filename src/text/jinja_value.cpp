@@ -136,18 +136,30 @@ std::string Value::type_name() const {
   return "object";
 }
 
+// Small dicts (messages, loop objects) are scanned linearly; the hash index is built only once a
+// dict grows past kIndexFrom entries.
+constexpr size_t kIndexFrom = 16;
+
 const Value* Dict::find(const std::string& key) const {
+  if (index.empty()) {
+    for (const auto& e : entries)
+      if (e.first == key) return &e.second;
+    return nullptr;
+  }
   auto it = index.find(key);
   return it == index.end() ? nullptr : &entries[it->second].second;
 }
 void Dict::set(const std::string& key, Value v) {
-  auto it = index.find(key);
-  if (it != index.end()) {
-    entries[it->second].second = std::move(v);
+  if (Value* cur = const_cast<Value*>(find(key))) {
+    *cur = std::move(v);
     return;
   }
-  index.emplace(key, entries.size());
   entries.emplace_back(key, std::move(v));
+  if (!index.empty()) {
+    index.emplace(key, entries.size() - 1);
+  } else if (entries.size() > kIndexFrom) {
+    for (size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].first, i);
+  }
 }
 
 const Value* CallArgs::kwarg(const std::string& name) const {
