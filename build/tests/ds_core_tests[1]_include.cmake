@@ -1,5 +1,0 @@
-if(EXISTS "/work/main/build/tests/ds_core_tests[1]_tests.cmake")
-  include("/work/main/build/tests/ds_core_tests[1]_tests.cmake")
-else()
-  add_test(ds_core_tests_NOT_BUILT ds_core_tests_NOT_BUILT)
-endif()
