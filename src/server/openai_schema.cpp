@@ -131,6 +131,7 @@ std::optional<ApiError> resolve_model_name(const json& body, const ServerConfig&
 }
 
 std::optional<ApiError> parse_gen_request(const json& body, bool chat, const ServerConfig& cfg, GenRequest* r) {
+  *r = GenRequest{};
   if (!body.is_object()) return bad_request("Request body must be a JSON object.");
   r->chat = chat;
   r->body = body;
