@@ -3,11 +3,10 @@
 // the reverse; --batch reads JSON lines (used by tests/py/test_tokenizer_diff.py).
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "deltaserve/core/cli.h"
 #include "deltaserve/model/resolve.h"
@@ -35,8 +34,7 @@ constexpr const char* kUsage =
     "TODO(--chat): render a chat request with the model's template first (needs text/chat).\n";
 
 std::string b64_decode(const std::string& in, bool* ok) {
-  static const std::string kAlpha =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const std::string kAlpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   int val = 0, bits = -8;
   *ok = true;
@@ -57,7 +55,9 @@ std::string b64_decode(const std::string& in, bool* ok) {
   return out;
 }
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::vector<int32_t> read_ids(const json& j, std::string* err) {
   std::vector<int32_t> ids;
@@ -143,8 +143,10 @@ int run_tokenize(const std::vector<std::string>& args) {
     } else if (a == "--split-special-tokens") {
       split_special = true;
     } else if (a == "--chat") {
-      std::fputs("deltaserve tokenize: --chat is not implemented yet (needs the chat template "
-                 "renderer)\n", stderr);
+      std::fputs(
+          "deltaserve tokenize: --chat is not implemented yet (needs the chat template "
+          "renderer)\n",
+          stderr);
       return 2;
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "deltaserve tokenize: unknown flag %s\n%s", a.c_str(), kUsage);
@@ -177,8 +179,7 @@ int run_tokenize(const std::vector<std::string>& args) {
     std::string line;
     while (std::getline(std::cin, line)) {
       json req = json::parse(line, nullptr, false);
-      json resp = req.is_discarded() ? json{{"error", "line is not JSON"}}
-                                      : batch_one(*tok, req, skip);
+      json resp = req.is_discarded() ? json{{"error", "line is not JSON"}} : batch_one(*tok, req, skip);
       std::cout << dump(resp) << '\n';
       std::cout.flush();
     }
@@ -206,5 +207,4 @@ int run_tokenize(const std::vector<std::string>& args) {
 
 }  // namespace
 
-DS_COMMAND(tokenize, "tokenize", "text -> token ids (and --decode) with a model's tokenizer",
-           run_tokenize);
+DS_COMMAND(tokenize, "tokenize", "text -> token ids (and --decode) with a model's tokenizer", run_tokenize);

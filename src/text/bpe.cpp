@@ -2,9 +2,8 @@
 
 #include <atomic>
 #include <cstring>
-#include <queue>
-
 #include <nlohmann/json.hpp>
+#include <queue>
 
 #include "deltaserve/text/unicode.h"
 
@@ -62,9 +61,13 @@ thread_local WordCache t_cache;
 
 }  // namespace
 
-char32_t byte_to_char(uint8_t b) { return alphabet().to_char[b]; }
+char32_t byte_to_char(uint8_t b) {
+  return alphabet().to_char[b];
+}
 
-int char_to_byte(char32_t c) { return c < 324 ? alphabet().to_byte[c] : -1; }
+int char_to_byte(char32_t c) {
+  return c < 324 ? alphabet().to_byte[c] : -1;
+}
 
 bool byte_level_decode(std::string_view token, std::string* bytes) {
   size_t i = 0;
@@ -98,8 +101,7 @@ void BpeModel::MergeTable::insert(uint64_t key, uint64_t val) {
   }
 }
 
-bool BpeModel::MergeTable::lookup(int32_t left, int32_t right, uint32_t* rank,
-                                  int32_t* new_id) const {
+bool BpeModel::MergeTable::lookup(int32_t left, int32_t right, uint32_t* rank, int32_t* new_id) const {
   const uint64_t key = ((uint64_t(uint32_t(left)) << 32) | uint32_t(right)) + 1;
   uint64_t h = (key * 0x9E3779B97F4A7C15ull) >> 20;
   while (true) {

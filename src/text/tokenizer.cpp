@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
-
-#include <nlohmann/json.hpp>
 
 #include "deltaserve/text/unicode.h"
 #include "src/text/bpe.h"
@@ -38,8 +37,7 @@ class AddedMatcher {
     return std::none_of(std::begin(first_), std::end(first_), [](bool b) { return b; });
   }
   // Next match at or after `from`: returns the token and sets *start, or nullptr.
-  const AddedToken* find(std::string_view s, size_t from, size_t* start,
-                         bool skip_special) const {
+  const AddedToken* find(std::string_view s, size_t from, size_t* start, bool skip_special) const {
     for (size_t i = from; i < s.size(); ++i) {
       const unsigned char b = static_cast<unsigned char>(s[i]);
       if (!first_[b]) continue;
@@ -78,7 +76,9 @@ char32_t first_char(std::string_view s) {
   return s.empty() ? 0 : unicode::decode_utf8(s.data(), s.size(), &len);
 }
 
-bool is_space(char32_t c) { return unicode::char_class(c) & unicode::kWhiteSpace; }
+bool is_space(char32_t c) {
+  return unicode::char_class(c) & unicode::kWhiteSpace;
+}
 
 struct Segment {
   const AddedToken* token;  // nullptr: plain text
@@ -144,8 +144,7 @@ struct Tokenizer::Impl {
     for (std::string_view p : pieces) bpe.encode_word(p, ids);
   }
 
-  void encode_normalized(std::string_view text, const EncodeOptions& opts,
-                         std::vector<int32_t>& ids) const {
+  void encode_normalized(std::string_view text, const EncodeOptions& opts, std::vector<int32_t>& ids) const {
     std::string normalized_storage;
     std::string_view norm = text;
     if (nfc && !unicode::is_nfc_quick(text)) {
@@ -199,11 +198,13 @@ Result<Tokenizer> Tokenizer::build(std::string_view json_text) {
 
   // normalizer: NFC (Qwen), null, or a Sequence of those.
   const json* norm = j.contains("normalizer") ? &j["normalizer"] : nullptr;
-  if (norm && norm->is_object() && norm->value("type", "") == "Sequence" &&
-      norm->contains("normalizers") && (*norm)["normalizers"].is_array()) {
+  if (norm && norm->is_object() && norm->value("type", "") == "Sequence" && norm->contains("normalizers") &&
+      (*norm)["normalizers"].is_array()) {
     const json& seq = (*norm)["normalizers"];
-    if (seq.empty()) norm = nullptr;
-    else if (seq.size() == 1) norm = &seq[0];
+    if (seq.empty())
+      norm = nullptr;
+    else if (seq.size() == 1)
+      norm = &seq[0];
   }
   if (norm && !norm->is_null()) {
     if (!norm->is_object() || norm->value("type", "") != "NFC") {
@@ -231,12 +232,10 @@ Result<Tokenizer> Tokenizer::build(std::string_view json_text) {
         (*s)["pattern"]["Regex"].is_string() && s->value("behavior", "") == "Isolated" &&
         !s->value("invert", false)) {
       pattern = (*s)["pattern"]["Regex"].get<std::string>();
-    } else if (type == "ByteLevel" && !s->value("use_regex", true) &&
-               !s->value("add_prefix_space", false)) {
+    } else if (type == "ByteLevel" && !s->value("use_regex", true) && !s->value("add_prefix_space", false)) {
       byte_level = true;
     } else {
-      return unsupported("tokenizer.json: unsupported pre-tokenizer step " +
-                         s->dump().substr(0, 120) +
+      return unsupported("tokenizer.json: unsupported pre-tokenizer step " + s->dump().substr(0, 120) +
                          " (supported: Split Regex Isolated, then ByteLevel use_regex=false)");
     }
   }
@@ -254,9 +253,8 @@ Result<Tokenizer> Tokenizer::build(std::string_view json_text) {
   int32_t limit = impl->bpe.id_limit();
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const auto& a : j["added_tokens"]) {
-      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
-          !a.contains("content") || !a["content"].is_string() || a["id"].get<int64_t>() < 0 ||
-          a["id"].get<int64_t>() > (1 << 30)) {
+      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
+          !a["content"].is_string() || a["id"].get<int64_t>() < 0 || a["id"].get<int64_t>() > (1 << 30)) {
         return corrupt("tokenizer.json: malformed added token " + a.dump().substr(0, 80));
       }
       AddedToken t;
@@ -347,13 +345,11 @@ std::string_view Tokenizer::token_bytes(int32_t id) const {
 }
 
 bool Tokenizer::is_special(int32_t id) const {
-  return id >= 0 && id < static_cast<int32_t>(impl_->flags.size()) &&
-         (impl_->flags[id] & Impl::kSpecial);
+  return id >= 0 && id < static_cast<int32_t>(impl_->flags.size()) && (impl_->flags[id] & Impl::kSpecial);
 }
 
 bool Tokenizer::is_added(int32_t id) const {
-  return id >= 0 && id < static_cast<int32_t>(impl_->flags.size()) &&
-         (impl_->flags[id] & Impl::kAdded);
+  return id >= 0 && id < static_cast<int32_t>(impl_->flags.size()) && (impl_->flags[id] & Impl::kAdded);
 }
 
 std::optional<std::string> Tokenizer::id_to_token(int32_t id) const {
@@ -374,15 +370,22 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   return id;
 }
 
-int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->bytes.size()); }
+int32_t Tokenizer::vocab_size() const {
+  return static_cast<int32_t>(impl_->bytes.size());
+}
 
-const std::vector<AddedToken>& Tokenizer::added_tokens() const { return impl_->added; }
+const std::vector<AddedToken>& Tokenizer::added_tokens() const {
+  return impl_->added;
+}
 
 std::string Tokenizer::pre_tokenizer_engine() const {
   switch (impl_->pre.engine()) {
-    case PreTokenizer::Engine::kQwen2: return "qwen2";
-    case PreTokenizer::Engine::kQwen35: return "qwen35";
-    case PreTokenizer::Engine::kPcre2: return "pcre2";
+    case PreTokenizer::Engine::kQwen2:
+      return "qwen2";
+    case PreTokenizer::Engine::kQwen35:
+      return "qwen35";
+    case PreTokenizer::Engine::kPcre2:
+      return "pcre2";
   }
   return "pcre2";
 }

@@ -2,9 +2,8 @@
 // rest of the file becomes a small nlohmann DOM.
 #pragma once
 
-#include <string_view>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string_view>
 
 #include "deltaserve/core/status.h"
 #include "src/text/bpe.h"

@@ -211,7 +211,9 @@ size_t valid_utf8_prefix(std::string_view s) {
   return i;
 }
 
-bool is_valid_utf8(std::string_view s) { return valid_utf8_prefix(s) == s.size(); }
+bool is_valid_utf8(std::string_view s) {
+  return valid_utf8_prefix(s) == s.size();
+}
 
 std::string to_valid_utf8(std::string_view s) {
   std::string out;

@@ -128,10 +128,11 @@ def random_strings(n, seed):
 
 
 def test_wikitext2_every_line():
-    with open(os.path.join(DATA, "wikitext-2", "wiki.test.raw"), encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    with open(os.path.join(DATA, "wikitext-2", "wiki.test.raw"), encoding="utf-8", newline="") as f:
+        lines = f.read().split("\n")  # CRLF file: each line keeps its "\r"
     assert len(lines) > 2800
-    compare_encode(qwen35_path(), lines + ["\n".join(lines[:500])], "wikitext-2")
+    compare_encode(qwen35_path(), lines + [line.rstrip("\r") for line in lines] +
+                   ["\n".join(lines[:500])], "wikitext-2")
 
 
 def bfcl_texts():

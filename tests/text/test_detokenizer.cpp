@@ -19,8 +19,8 @@ TEST(Detokenizer, HoldsSplitCharacters) {
   const Tokenizer* tok = testing::qwen35(&err);
   ASSERT_NE(tok, nullptr) << err;
   // "你" is E4 BD A0; single-byte tokens carry each byte.
-  const int32_t e4 = tok->token_to_id("ä").value();   // byte-level char for 0xE4
-  const int32_t bd = tok->token_to_id("½").value();   // 0xBD
+  const int32_t e4 = tok->token_to_id("ä").value();  // byte-level char for 0xE4
+  const int32_t bd = tok->token_to_id("½").value();  // 0xBD
   ASSERT_EQ(tok->token_bytes(e4), "\xE4");
   ASSERT_EQ(tok->token_bytes(bd), "\xBD");
   const int32_t a0_id = tok->token_to_id("ł").value();  // 0xA0 maps to U+0142

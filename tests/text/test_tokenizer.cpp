@@ -18,8 +18,8 @@ using testing::read_file;
 using testing::shared_data_dir;
 using Ids = std::vector<int32_t>;
 
-#define REQUIRE_TOKENIZER(var, getter)        \
-  std::string load_error_;                    \
+#define REQUIRE_TOKENIZER(var, getter)         \
+  std::string load_error_;                     \
   const Tokenizer* var = getter(&load_error_); \
   ASSERT_NE(var, nullptr) << load_error_
 
@@ -39,8 +39,8 @@ TEST(TokenizerQwen35, FileFacts) {
 
 TEST(TokenizerQwen35, PublishedVectors) {
   REQUIRE_TOKENIZER(tok, testing::qwen35);
-  const json doc = json::parse(
-      read_file(shared_data_dir() + "/qwen35-tokenizer-vectors/qwen35_token_vectors.json"));
+  const json doc =
+      json::parse(read_file(shared_data_dir() + "/qwen35-tokenizer-vectors/qwen35_token_vectors.json"));
   const auto& vectors = doc.at("text_vectors");
   ASSERT_EQ(vectors.size(), 39u);
   int checked = 0;
@@ -130,10 +130,10 @@ std::string synthetic_tokenizer_json() {
     vocab[a + b] = static_cast<int>(vocab.size());
     jm.push_back(json::array({a, b}));
   }
-  auto added = [](int id, const char* content, bool single_word, bool lstrip, bool rstrip,
-                  bool normalized, bool special) {
-    return json{{"id", id},           {"content", content}, {"single_word", single_word},
-                {"lstrip", lstrip},   {"rstrip", rstrip},   {"normalized", normalized},
+  auto added = [](int id, const char* content, bool single_word, bool lstrip, bool rstrip, bool normalized,
+                  bool special) {
+    return json{{"id", id},          {"content", content}, {"single_word", single_word},
+                {"lstrip", lstrip},  {"rstrip", rstrip},   {"normalized", normalized},
                 {"special", special}};
   };
   json j = {
@@ -178,7 +178,8 @@ TEST(TokenizerAddedTokens, FlagsMatchHf) {
       {"catcat cat", {99, 97, 116, 99, 97, 116, 32, 263}},
       {"<AB", {60, 65, 66}},
       {"\xE3\x80\x80<A>\xE3\x80\x80", {261, 227, 128, 128}},
-      {"\xC3\xA9" "cat cat\xC3\xA9 cat1 (cat)",
+      {"\xC3\xA9"
+       "cat cat\xC3\xA9 cat1 (cat)",
        {195, 169, 99, 97, 116, 32, 99, 97, 116, 195, 169, 32, 99, 97, 116, 49, 32, 40, 263, 41}},
   };
   for (const auto& [text, ids] : cases) EXPECT_EQ(tok->encode(text), ids) << text;
@@ -193,8 +194,12 @@ TEST(TokenizerAddedTokens, FlagsMatchHf) {
 TEST(TokenizerInput, InvalidUtf8BecomesReplacementCharacter) {
   REQUIRE_TOKENIZER(tok, testing::qwen35);
   // Python: b"a\xff\xe4\xbdb\xed\xa0\x80".decode("utf-8", "replace") == "a\ufffd\ufffdb\ufffd\ufffd\ufffd"
-  const std::string bad = "a\xFF\xE4\xBD" "b\xED\xA0\x80";
-  const std::string replaced = "a\xEF\xBF\xBD\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD";
+  const std::string bad =
+      "a\xFF\xE4\xBD"
+      "b\xED\xA0\x80";
+  const std::string replaced =
+      "a\xEF\xBF\xBD\xEF\xBF\xBD"
+      "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD";
   EXPECT_EQ(unicode::to_valid_utf8(bad), replaced);
   EXPECT_EQ(tok->encode(bad), tok->encode(replaced));
   EXPECT_EQ(tok->decode(tok->encode(bad)), replaced);

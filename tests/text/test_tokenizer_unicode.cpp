@@ -16,14 +16,17 @@ TEST(Unicode, Utf8ReplacementMatchesPython) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"abc", "abc"},
       {"\x80", "\xEF\xBF\xBD"},
-      {"\xC0\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD"},                 // overlong: two parts
-      {"\xE0\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},  // E0 needs A0..BF next
-      {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},  // surrogate
+      {"\xC0\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD"},                                  // overlong: two parts
+      {"\xE0\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},                  // E0 needs A0..BF next
+      {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},                  // surrogate
       {"\xF4\x90\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},  // > U+10FFFF
-      {"\xE4\xBD", "\xEF\xBF\xBD"},                              // truncated: one part
+      {"\xE4\xBD", "\xEF\xBF\xBD"},                                              // truncated: one part
       {"\xF0\x9F\x99", "\xEF\xBF\xBD"},
       {"\xF0\x9F\x99\x82", "\xF0\x9F\x99\x82"},
-      {"a\xE4\xBD" "b", "a\xEF\xBF\xBD" "b"},
+      {"a\xE4\xBD"
+       "b",
+       "a\xEF\xBF\xBD"
+       "b"},
       {"\xFF\xFE", "\xEF\xBF\xBD\xEF\xBF\xBD"},
   };
   for (const auto& [in, out] : cases) {
@@ -36,13 +39,13 @@ TEST(Unicode, NfcMatchesPython) {
   // Expected: unicodedata.normalize("NFC", input) (Unicode 14.0).
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"cafe\u0301", "caf\u00e9"},
-      {"e\u0301\u0323", "\u1eb9\u0301"},                 // reordered: dot below first
-      {"a\u0323\u0302", "\u1ead"},                        // two-step composition
-      {"\u1100\u1161\u11a8", "\uac01"},                   // Hangul L V T
-      {"\uac00\u11a8", "\uac01"},                         // LV + T
-      {"\u212b", "\u00c5"},                               // singleton (Angstrom sign)
-      {"\u0958", "\u0915\u093c"},                         // composition exclusion stays apart
-      {"\u0344", "\u0308\u0301"},                         // non-starter decomposition
+      {"e\u0301\u0323", "\u1eb9\u0301"},  // reordered: dot below first
+      {"a\u0323\u0302", "\u1ead"},        // two-step composition
+      {"\u1100\u1161\u11a8", "\uac01"},   // Hangul L V T
+      {"\uac00\u11a8", "\uac01"},         // LV + T
+      {"\u212b", "\u00c5"},               // singleton (Angstrom sign)
+      {"\u0958", "\u0915\u093c"},         // composition exclusion stays apart
+      {"\u0344", "\u0308\u0301"},         // non-starter decomposition
       {"\u1e9b\u0323", "\u1e9b\u0323"},
       {"\u00e9\u0300", "\u00e9\u0300"},
       {"A\u030a\u0301", "\u01fa"},
@@ -74,11 +77,11 @@ TEST(Unicode, CharClasses) {
   EXPECT_EQ(char_class('a'), kLetter);
   EXPECT_EQ(char_class(0x4F60), kLetter);
   EXPECT_EQ(char_class(0x0301), kMark);
-  EXPECT_EQ(char_class(0x0663), kNumber);   // Arabic-Indic three
-  EXPECT_EQ(char_class(0x2167), kNumber);   // Roman numeral eight (Nl)
+  EXPECT_EQ(char_class(0x0663), kNumber);  // Arabic-Indic three
+  EXPECT_EQ(char_class(0x2167), kNumber);  // Roman numeral eight (Nl)
   EXPECT_EQ(char_class(0x3000), kWhiteSpace);
   EXPECT_EQ(char_class(0x0085), kWhiteSpace);
-  EXPECT_EQ(char_class(0x180E), 0);         // not White_Space since Unicode 6.3
+  EXPECT_EQ(char_class(0x180E), 0);  // not White_Space since Unicode 6.3
   EXPECT_EQ(char_class(0x200B), 0);
   EXPECT_EQ(char_class(0x1F642), 0);
   EXPECT_EQ(char_class(0x110000), 0);
@@ -87,10 +90,13 @@ TEST(Unicode, CharClasses) {
 // Random text over an alphabet that stresses every branch of the Qwen pattern.
 std::string random_text(std::mt19937& rng) {
   static const std::vector<char32_t> alphabet = {
-      'a', 'Z', 's', 'S', 't', 'r', 'e', 'v', 'm', 'l', 'L', 'd', 'D', '\'', '0', '7', ' ', ' ',
-      ' ', '\t', '\n', '\r', '\v', '\f', '!', '.', ',', '-', '_', '"', '(', 0x017F /* ſ */,
-      0x00E9, 0x0301, 0x0308, 0x093F, 0x0915, 0x4F60, 0x3000, 0x00A0, 0x2028, 0x0663, 0x2167,
-      0x00BD, 0x1F642, 0x200B, 0x05D0, 0x0627, 0x064B, 0xFFFD, 0x2003, 0x0001};
+      'a',    'Z',    's',    'S',    't',     'r',    'e',    'v',
+      'm',    'l',    'L',    'd',    'D',     '\'',   '0',    '7',
+      ' ',    ' ',    ' ',    '\t',   '\n',    '\r',   '\v',   '\f',
+      '!',    '.',    ',',    '-',    '_',     '"',    '(',    0x017F /* ſ */,
+      0x00E9, 0x0301, 0x0308, 0x093F, 0x0915,  0x4F60, 0x3000, 0x00A0,
+      0x2028, 0x0663, 0x2167, 0x00BD, 0x1F642, 0x200B, 0x05D0, 0x0627,
+      0x064B, 0xFFFD, 0x2003, 0x0001};
   std::uniform_int_distribution<size_t> pick(0, alphabet.size() - 1);
   std::uniform_int_distribution<int> len(0, 30);
   std::string s;

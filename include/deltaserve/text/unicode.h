@@ -12,10 +12,10 @@
 namespace ds::text::unicode {
 
 enum CharClass : uint8_t {
-  kLetter = 1,       // \p{L}
-  kMark = 2,         // \p{M}
-  kNumber = 4,       // \p{N}
-  kWhiteSpace = 8,   // \s (Unicode White_Space)
+  kLetter = 1,      // \p{L}
+  kMark = 2,        // \p{M}
+  kNumber = 4,      // \p{N}
+  kWhiteSpace = 8,  // \s (Unicode White_Space)
 };
 
 // Class flags of a code point (0 for unassigned / other categories / out of range).
