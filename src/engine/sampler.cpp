@@ -116,20 +116,41 @@ std::vector<double> sampling_distribution(std::span<const float> logits, const S
   const bool use_top_k = p.top_k > 0 && p.top_k < static_cast<int64_t>(V);
   const bool use_top_p = p.top_p < 1.0;
   if (use_top_k || use_top_p) {
+    // Only the head of the sorted distribution matters: select it with nth_element (O(V)) and sort
+    // just that, widening to the whole vocabulary only if top_p needs more mass than the head holds.
+    auto by_prob = [&](int32_t a, int32_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); };
     std::vector<int32_t> order(V);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return probs[a] > probs[b]; });
-    size_t keep = use_top_k ? static_cast<size_t>(p.top_k) : V;
+    size_t head = use_top_k ? static_cast<size_t>(p.top_k) : std::min<size_t>(V, 1024);
+    double total = 0.0;
+    for (double q : probs) total += q;
+    for (;;) {
+      if (head < V) std::nth_element(order.begin(), order.begin() + head, order.end(), by_prob);
+      std::sort(order.begin(), order.begin() + head, by_prob);
+      if (!use_top_p || use_top_k || head == V) break;
+      double mass = 0.0;
+      for (size_t i = 0; i < head; ++i) mass += probs[order[i]];
+      if (mass >= p.top_p * total) break;
+      head = V;  // rare: a flat distribution; sort everything
+    }
+    size_t keep = head;
     if (use_top_p) {
-      double total = 0.0;
-      for (size_t i = 0; i < keep; ++i) total += probs[order[i]];
+      double kept_total = 0.0;
+      if (use_top_k) {
+        for (size_t i = 0; i < keep; ++i) kept_total += probs[order[i]];
+      } else {
+        kept_total = total;
+      }
       double cum = 0.0;
       size_t n = 0;
       // Keep the smallest most-likely prefix whose mass reaches top_p (at least one token).
-      while (n < keep && (n == 0 || cum < p.top_p * total)) cum += probs[order[n++]];
+      while (n < keep && (n == 0 || cum < p.top_p * kept_total)) cum += probs[order[n++]];
       keep = n;
     }
-    for (size_t i = keep; i < V; ++i) probs[order[i]] = 0.0;
+    std::vector<char> kept(V, 0);
+    for (size_t i = 0; i < keep; ++i) kept[order[i]] = 1;
+    for (size_t i = 0; i < V; ++i)
+      if (!kept[i]) probs[i] = 0.0;
   }
   sum = std::accumulate(probs.begin(), probs.end(), 0.0);
   if (sum <= 0.0) {
