@@ -19,7 +19,7 @@ MODELS = os.path.join(ROOT, "models")
 REFS = os.path.join(ROOT, "reference")
 FIXTURES = sorted(os.listdir(MODELS)) if os.path.isdir(MODELS) else []
 DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "I32": 4, "I64": 8, "I8": 1, "U8": 1, "F64": 8}
-NP_DTYPE = {"F32": np.float32, "I32": np.int32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64}
+NP_DTYPE = {"F32": np.float32, "I32": np.int32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64, "U8": np.uint8}
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
 
 
@@ -57,8 +57,34 @@ def load_fixture(name):
         with open(os.path.join(d, "model.safetensors.index.json")) as f:
             index = json.load(f)
     logits = SafeTensors(os.path.join(REFS, name, "logits.safetensors"))
+    extra = {}
+    for key, fn in (("mtp", "mtp_logits.safetensors"), ("vision", "vision.safetensors")):
+        path = os.path.join(REFS, name, fn)
+        extra[key] = SafeTensors(path) if os.path.exists(path) else None
     return {"files": files, "manifest": manifest, "prompts": prompts, "config": config, "index": index,
-            "logits": logits}
+            "logits": logits, **extra}
+
+
+def check_logit_rows(lg, prefix, T, V, fmt, first_token):
+    """Shapes of one prompt's logits in either format, and that first_token is the last row's argmax."""
+    errs = []
+    if fmt == "full":
+        a = lg.get(f"{prefix}.logits")
+        if list(a.shape) != [T, V]:
+            return [f"{prefix}: logits shape {list(a.shape)} != {[T, V]}"]
+        if first_token is not None and int(np.argmax(a[-1])) != first_token:
+            errs.append(f"{prefix}: greedy[0] is not the argmax of the last logits row")
+        return errs
+    ids, vals = lg.get(f"{prefix}.topk_ids"), lg.get(f"{prefix}.topk_logits")
+    lse = lg.get(f"{prefix}.logsumexp")
+    k = int(fmt[3:])
+    if list(ids.shape) != [T, k] or list(vals.shape) != [T, k] or list(lse.shape) != [T]:
+        return [f"{prefix}: top-k shapes"]
+    if np.any(np.diff(vals, axis=1) > 0) or np.any(lse < vals[:, 0]) or np.any(ids >= V) or np.any(ids < 0):
+        errs.append(f"{prefix}: top-k not sorted / logsumexp below max / id out of range")
+    if first_token is not None and int(ids[-1, 0]) != first_token:
+        errs.append(f"{prefix}: greedy[0] is not the top-1 of the last row")
+    return errs
 
 
 def all_tensors(fx):
@@ -155,6 +181,39 @@ def check_manifest(fx):
     return errs
 
 
+def check_vision(fx):
+    errs = []
+    doc = fx["prompts"].get("vision")
+    if not doc:
+        return errs
+    vs = fx["vision"]
+    if vs is None:
+        return ["prompts.json names a vision reference but vision.safetensors is missing"]
+    cfg = fx["config"]
+    t, h, w = doc["image_grid_thw"]
+    vc, tc = cfg["vision_config"], cfg["text_config"]
+    m = vc["spatial_merge_size"] ** 2
+    row = vc["in_channels"] * vc["temporal_patch_size"] * vc["patch_size"] ** 2
+    if list(vs.get("pixel_values_u8").shape) != [t * h * w, row]:
+        errs.append("pixel_values shape")
+    if list(vs.get("image_features").shape) != [t * h * w // m, tc["hidden_size"]]:
+        errs.append("image_features shape")
+    mm = doc.get("multimodal_prompt")
+    if mm:
+        ids, T = mm["ids"], mm["n_tokens"]
+        if len(ids) != T or ids.count(cfg["image_token_id"]) != t * h * w // m:
+            errs.append("multimodal prompt: image pad count")
+        errs += check_logit_rows(vs, "mm", T, fx["prompts"]["vocab_size"], fx["prompts"]["logits_format"],
+                                 mm["greedy"][0])
+        pos = vs.get("mm.position_ids")
+        text = np.array([x != cfg["image_token_id"] for x in ids])
+        if list(pos.shape) != [3, T] or not (np.all(pos[0, text] == pos[1, text]) and np.all(pos[0, text] == pos[2, text])):
+            errs.append("mm.position_ids: shape or text positions differ across the 3 rows")
+        elif int(pos.max()) + 1 - T != mm["mrope_position_delta"]:
+            errs.append("mrope_position_delta")
+    return errs
+
+
 def check_config(fx):
     errs = []
     cfg = fx["config"]
@@ -170,12 +229,28 @@ def check_config(fx):
         errs.append("embed_tokens shape vs config")
     if tc.get("tie_word_embeddings", cfg.get("tie_word_embeddings")) != ("lm_head.weight" not in tensors):
         errs.append("tie_word_embeddings vs presence of lm_head.weight")
+    want = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[tc["dtype"]]
+    for mod, m in fx["manifest"]["modules"].items():
+        if m["format"] == "plain" and m["dtype"] != want:
+            errs.append(f"{mod}: stored {m['dtype']} but config dtype is {tc['dtype']}")
     qc = cfg.get("quantization_config")
     gptq = [m for m in fx["manifest"]["modules"].values() if m["format"] == "gptq"]
     if qc is None:
         if gptq:
             errs.append("quantized tensors without quantization_config")
         return errs
+    if qc.get("quant_method") == "auto-round":
+        import re
+        extra = qc.get("extra_config", {})
+        for mod, m in fx["manifest"]["modules"].items():
+            cfg = extra.get(mod) or next((v for k, v in extra.items()
+                                          if any(c in k for c in "*\\") and re.fullmatch(k, mod)), None)
+            if cfg is not None and cfg.get("bits", qc["bits"]) >= 16 and m["format"] != "plain":
+                errs.append(f"{mod}: extra_config says 16-bit but it is quantized")
+            inside = any(mod.startswith(b + ".") for b in [qc["block_name_to_quantize"]]
+                         if isinstance(b, str))
+            if m["format"] == "gptq" and not inside:
+                errs.append(f"{mod}: quantized outside block_name_to_quantize")
     allowed_bits = {qc["bits"]} | {v.get("bits") for v in (qc.get("dynamic") or {}).values() if "bits" in v}
     for m in gptq:
         if m["bits"] not in allowed_bits or m["group_size"] != qc["group_size"] or m["sym"] != qc["sym"]:
@@ -196,23 +271,15 @@ def check_reference(fx):
         i, T = x["index"], len(x["ids"])
         if T != x["n_tokens"] or not all(0 <= t < V for t in x["ids"] + x["greedy"]) or len(x["greedy"]) != 32:
             errs.append(f"prompt {i}: ids/greedy")
-        if p["logits_format"] == "full":
-            a = lg.get(f"prompt{i}.logits")
-            if list(a.shape) != [T, V]:
-                errs.append(f"prompt {i}: logits shape {a.shape} != {[T, V]}")
-            elif int(np.argmax(a[-1])) != x["greedy"][0]:
-                errs.append(f"prompt {i}: greedy[0] is not the argmax of the last logits row")
-        else:
-            ids, vals = lg.get(f"prompt{i}.topk_ids"), lg.get(f"prompt{i}.topk_logits")
-            lse = lg.get(f"prompt{i}.logsumexp")
-            k = int(p["logits_format"][3:])
-            if list(ids.shape) != [T, k] or list(vals.shape) != [T, k] or list(lse.shape) != [T]:
-                errs.append(f"prompt {i}: top-k shapes")
-                continue
-            if np.any(np.diff(vals, axis=1) > 0) or np.any(lse < vals[:, 0]) or np.any(ids >= V):
-                errs.append(f"prompt {i}: top-k not sorted / logsumexp below max / id out of range")
-            if int(ids[-1, 0]) != x["greedy"][0]:
-                errs.append(f"prompt {i}: greedy[0] is not the top-1 of the last row")
+        errs += check_logit_rows(lg, f"prompt{i}", T, V, p["logits_format"], x["greedy"][0])
+        if p.get("mtp"):
+            if fx["mtp"] is None:
+                errs.append("prompts.json names an MTP reference but mtp_logits.safetensors is missing")
+            else:
+                if x["mtp_input_ids"] != x["ids"][1:] + [x["greedy"][0]]:
+                    errs.append(f"prompt {i}: mtp_input_ids")
+                errs += check_logit_rows(fx["mtp"], f"prompt{i}", T, V, p["logits_format"], None)
+    errs += check_vision(fx)
     pp = p["ppl"]
     n, W, S = pp["n_tokens"], pp["window"], pp["stride"]
     if len(pp["ids"]) != n or not all(0 <= t < V for t in pp["ids"]):
@@ -316,3 +383,53 @@ def test_reference_checker_detects_changed_greedy():
     g = bad["prompts"]["prompts"][0]["greedy"]
     g[0] = (g[0] + 1) % bad["prompts"]["vocab_size"]
     assert check_reference(bad)
+
+
+# --- `dynamic` rules, evaluated as vLLM does (first match, re.match on vLLM's fused module names) ----
+
+def vllm_module_name(ckpt_module):
+    import re
+    n = re.sub(r"\.self_attn\.[qkv]_proj$", ".self_attn.qkv_proj", ckpt_module)
+    n = re.sub(r"\.linear_attn\.in_proj_(qkv|z)$", ".linear_attn.in_proj_qkvz", n)
+    n = re.sub(r"\.linear_attn\.in_proj_[ab]$", ".linear_attn.in_proj_ba", n)
+    n = re.sub(r"\.mlp\.experts\.\d+\.(gate|up|down)_proj$", ".mlp.experts", n)
+    n = re.sub(r"\.(mlp|shared_expert)\.(gate|up)_proj$", r".\1.gate_up_proj", n)
+    return n
+
+
+def check_dynamic(fx):
+    import re
+    errs = []
+    qc = fx["config"].get("quantization_config") or {}
+    dyn = qc.get("dynamic") or {}
+    for mod, m in fx["manifest"]["modules"].items():
+        name = vllm_module_name(mod)
+        rule = None
+        for pat, over in dyn.items():
+            neg = pat.startswith("-:")
+            if re.match(pat[2:] if pat[:2] in ("-:", "+:") else pat, name):
+                rule = (neg, over)
+                break
+        if rule is None:
+            if m["format"] == "gptq" and m["bits"] != qc["bits"]:
+                errs.append(f"{mod} ({name}): no rule matches but bits {m['bits']} != {qc['bits']}")
+        elif rule[0] and m["format"] != "plain":
+            errs.append(f"{mod} ({name}): a '-:' rule matches but the tensors are quantized")
+        elif not rule[0] and (m["format"] != "gptq" or m["bits"] != rule[1].get("bits", qc["bits"])):
+            errs.append(f"{mod} ({name}): '+:' rule {rule[1]} but stored {m['format']} {m['bits']}-bit")
+    return errs
+
+
+def test_dynamic_rules(fx):
+    assert check_dynamic(fx[1]) == []
+
+
+def test_dynamic_rule_fixture_uses_fused_names():
+    fx = load_fixture("dense-gptq-desc-act")
+    dyn = fx["config"]["quantization_config"]["dynamic"]
+    assert any("in_proj_qkvz" in k for k in dyn) and any("qkv_proj" in k for k in dyn)
+    kinds = {(m["format"], m["bits"]) for k, m in fx["manifest"]["modules"].items() if ".self_attn.q_proj" in k}
+    assert kinds == {("gptq", 8)}
+    bad = copy.deepcopy(fx)
+    bad["config"]["quantization_config"]["dynamic"] = {r"-:.*linear_attn\.in_proj_qkvz.*": {}}
+    assert check_dynamic(bad), "dropping the 8-bit rule must be detected"
