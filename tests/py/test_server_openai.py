@@ -376,3 +376,34 @@ def test_tool_calls_non_streaming_and_streaming(client):
     r = client.chat.completions.create(model="qwen-test", messages=msgs, tools=TOOLS, tool_choice="none",
                                        temperature=0)
     assert r.choices[0].message.tool_calls == [] and "<function=get_weather>" in r.choices[0].message.content
+
+
+def test_chat_n2_streaming_echo_usage_and_reasoning_switches(server, client):
+    body = {"messages": [{"role": "user", "content": "hi"}], "temperature": 0, "n": 2, "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    ev = sse_events(server, "/v1/chat/completions", body)
+    assert ev[-1] == "[DONE]"
+    per = {0: "", 1: ""}
+    finishes = {}
+    for e in ev[:-2]:
+        assert "usage" in e  # continuous usage stats on every chunk
+        ch = e["choices"][0]
+        per[ch["index"]] += ch["delta"].get("content", "")
+        if ch["finish_reason"]:
+            finishes[ch["index"]] = ch["finish_reason"]
+    assert per == {0: "\n\nHello there, world!", 1: "\n\nHello there, world!"}
+    assert finishes == {0: "stop", 1: "stop"}
+    assert ev[-2]["usage"]["completion_tokens"] == 2 * 27
+    r = client.chat.completions.create(model="qwen-test", messages=[{"role": "user", "content": "hi"}],
+                                       temperature=0, extra_body={"include_reasoning": False})
+    assert r.choices[0].message.model_extra.get("reasoning") is None
+    assert r.choices[0].message.content == "\n\nHello there, world!"
+    r = client.chat.completions.create(
+        model="qwen-test", temperature=0, extra_body={"echo": True},
+        messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Prefix:"}])
+    assert r.choices[0].message.content.startswith("Prefix:")
+    r = client.chat.completions.create(model="qwen-test", messages=[{"role": "user", "content": "hi"}],
+                                       temperature=0, max_tokens=2, extra_body={"prompt_logprobs": 1})
+    plp = r.model_extra["prompt_logprobs"]
+    assert plp[0] is None and len(plp) == r.usage.prompt_tokens
+    assert all(len(e) >= 1 for e in plp[1:])
