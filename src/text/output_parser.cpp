@@ -100,6 +100,14 @@ std::string make_tool_call_id() {
   return id;
 }
 
+std::optional<bool> prompt_leaves_thought_open(std::span<const int32_t> prompt_ids, const ControlTokenIds& ids) {
+  for (size_t i = prompt_ids.size(); i-- > 0;) {
+    if (prompt_ids[i] == ids.think_close) return false;
+    if (prompt_ids[i] == ids.think_open) return true;
+  }
+  return std::nullopt;
+}
+
 OutputParser::OutputParser(OutputParserOptions opts)
     : opts_(std::move(opts)),
       splitter_(opts_.reasoning_parser, opts_.enable_thinking, opts_.limits.max_lookahead_ws) {

@@ -401,7 +401,8 @@ bool ToolCallParser::step(std::vector<ToolEvent>& out) {
         consume(1);
         return true;
       }
-      const Tri mtc = state_ == State::kAfterFunc ? match(pos_, kToolCallClose) : Tri::kNo;
+      // After `</function>` this closes the call; right after a call it is a duplicate: dropped.
+      const Tri mtc = match(pos_, kToolCallClose);
       const Tri mto = match(pos_, kToolCallOpen), mfo = match(pos_, kFunctionOpen);
       if (mtc == Tri::kYes) {
         consume(kToolCallClose.size());

@@ -7,7 +7,7 @@
 
 #include "test_parser_harness.h"
 
-namespace ds::text::testing {
+namespace ds::text::parser_testing {
 namespace {
 
 using json = nlohmann::json;
@@ -177,4 +177,4 @@ TEST(ParserFuzz, DeepNestingInValues) {
 }
 
 }  // namespace
-}  // namespace ds::text::testing
+}  // namespace ds::text::parser_testing

@@ -12,7 +12,7 @@
 #include "deltaserve/text/tool_choice.h"
 #include "test_parser_harness.h"
 
-namespace ds::text::testing {
+namespace ds::text::parser_testing {
 namespace {
 
 using json = nlohmann::json;
@@ -336,4 +336,4 @@ TEST(ParserGolden, ZReportCounts) {
 }
 
 }  // namespace
-}  // namespace ds::text::testing
+}  // namespace ds::text::parser_testing

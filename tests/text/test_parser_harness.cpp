@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <memory>
 
-namespace ds::text::testing {
+namespace ds::text::parser_testing {
 
 std::string shared_data_dir() {
   if (const char* e = std::getenv("DS_SHARED_DATA")) return e;
@@ -189,4 +189,4 @@ size_t check_all_splits(const OutputParserOptions& o, const std::vector<Unit>& u
   return runs;
 }
 
-}  // namespace ds::text::testing
+}  // namespace ds::text::parser_testing

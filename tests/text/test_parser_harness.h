@@ -11,7 +11,7 @@
 
 #include "deltaserve/text/output_parser.h"
 
-namespace ds::text::testing {
+namespace ds::text::parser_testing {
 
 // A unit of model output: one UTF-8 character of ordinary text, or one control token.
 struct Unit {
@@ -55,4 +55,4 @@ size_t check_all_splits(const OutputParserOptions& o, const std::vector<Unit>& u
 
 std::string shared_data_dir();
 
-}  // namespace ds::text::testing
+}  // namespace ds::text::parser_testing

@@ -6,7 +6,7 @@
 
 #include "test_parser_harness.h"
 
-namespace ds::text::testing {
+namespace ds::text::parser_testing {
 namespace {
 
 using json = nlohmann::json;
@@ -185,6 +185,24 @@ TEST(ParserStream, DeltaJsonShapes) {
   EXPECT_FALSE(message_to_json(m, false).contains("reasoning"));
 }
 
+TEST(ParserStream, StrayCloseTagsAfterACallDoNotLeak) {
+  const ParseRun r = run_whole(options(false, true, kWriteTool),
+                               "<tool_call>\n<function=write_file>\n</function>\n</tool_call>\n</tool_call>\nDone.");
+  EXPECT_EQ(check_invariants(r), "");
+  EXPECT_EQ(r.msg.content.value_or(""), "\nDone.");
+  ASSERT_EQ(r.msg.tool_calls.size(), 1u);
+}
+
+TEST(ParserStream, PromptThinkingState) {
+  const ControlTokenIds ids;
+  const std::vector<int32_t> open = {1, ids.think_open, ids.think_close, 2, ids.think_open, 3};
+  const std::vector<int32_t> closed = {1, ids.think_open, 4, ids.think_close, 5};
+  const std::vector<int32_t> none = {1, 2, 3};
+  EXPECT_EQ(prompt_leaves_thought_open(open), std::optional<bool>(true));
+  EXPECT_EQ(prompt_leaves_thought_open(closed), std::optional<bool>(false));
+  EXPECT_EQ(prompt_leaves_thought_open(none), std::nullopt);
+}
+
 TEST(ParserStream, ToolCallIdsAreUniqueAndVllmShaped) {
   std::set<std::string> ids;
   for (int i = 0; i < 1000; ++i) {
@@ -197,4 +215,4 @@ TEST(ParserStream, ToolCallIdsAreUniqueAndVllmShaped) {
 }
 
 }  // namespace
-}  // namespace ds::text::testing
+}  // namespace ds::text::parser_testing

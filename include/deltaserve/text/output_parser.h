@@ -115,6 +115,12 @@ std::vector<OutputPiece> split_tagged_text(std::string_view text);
 
 std::string make_tool_call_id();  // "chatcmpl-tool-" + 32 random hex, as vLLM
 
+// vLLM's prompt check, for OutputParserOptions::enable_thinking: scanning the prompt ids backwards,
+// a `</think>` met before any `<think>` means the thought is already closed (Qwen3.5 with
+// enable_thinking=false ends in `<think>\n\n</think>\n\n`); a `<think>` means generation starts
+// inside it. nullopt when the prompt has neither (then use the request's enable_thinking).
+std::optional<bool> prompt_leaves_thought_open(std::span<const int32_t> prompt_ids, const ControlTokenIds& ids = {});
+
 // OpenAI JSON shapes. reasoning_field: "reasoning", "reasoning_content" or "both".
 nlohmann::json delta_to_json(const ParserDelta& d, std::string_view reasoning_field = "reasoning");
 nlohmann::json message_to_json(const ParsedMessage& m, bool reasoning_parser,
