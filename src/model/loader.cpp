@@ -148,6 +148,34 @@ Status bind_mtp(LoadContext& ctx, ModelDesc* desc) {
   return {};
 }
 
+// vLLM fuses q/k/v, in_proj_qkv/z, in_proj_b/a and gate/up into one module each and refuses a
+// checkpoint whose shards are quantized differently ("Detected some but not all shards ... are
+// quantized"). We run such checkpoints (every module has its own scheme) but say vLLM would not.
+void warn_mixed_fused_shards(const ModelDesc& m, std::vector<std::string>* warnings) {
+  int count = 0;
+  std::string first;
+  auto check = [&](std::initializer_list<const LinearWeight*> group, const char* fused) {
+    const LinearWeight* a = *group.begin();
+    for (const LinearWeight* b : group) {
+      if (!a->present() && a->stored_bytes() == 0) return;
+      if (b->scheme.quantized() != a->scheme.quantized()) {
+        if (count++ == 0) first = b->name + " is " + describe_scheme(b->scheme) + " but " + a->name + " is " +
+                                  describe_scheme(a->scheme) + " (vLLM fuses them into " + fused + ")";
+        return;
+      }
+    }
+  };
+  for (const auto& L : m.layers) {
+    if (L.kind == LayerKind::kFullAttention) check({&L.attn.q_proj, &L.attn.k_proj, &L.attn.v_proj}, "qkv_proj");
+    else check({&L.gdn.in_proj_qkv, &L.gdn.in_proj_z}, "in_proj_qkvz");
+    if (!L.is_moe) check({&L.mlp.gate_proj, &L.mlp.up_proj}, "gate_up_proj");
+    else check({&L.moe.shared_expert.gate_proj, &L.moe.shared_expert.up_proj}, "shared_expert.gate_up_proj");
+  }
+  if (count)
+    warnings->push_back(std::to_string(count) + " fused module(s) mix quantized and unquantized shards, which vLLM "
+                        "refuses; e.g. " + first);
+}
+
 }  // namespace
 
 Result<ModelDesc> load_model(const std::string& model_arg, const LoadOptions& options) {
@@ -238,6 +266,7 @@ Result<ModelDesc> load_model_dir(const std::string& dir, const LoadOptions& opti
   }
 
   DS_RETURN_IF_ERROR(rules.check_rules_used());
+  warn_mixed_fused_shards(desc, &desc.warnings);
   for (const auto& k : rules.unused_extra_config_keys())
     desc.warnings.push_back(qc_source + " extra_config['" + k + "'] matches no module");
   if (ctx.storage) {

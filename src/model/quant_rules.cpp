@@ -70,9 +70,37 @@ Status apply_overrides(const ordered_json& o, QuantScheme* s, const std::string&
   return {};
 }
 
+// Python `re` spellings that ECMAScript lacks: (?P<name>...) groups, \A / \Z anchors, a leading (?i).
+std::string python_to_ecmascript(const std::string& p, bool* icase) {
+  std::string out;
+  size_t i = 0;
+  if (p.rfind("(?i)", 0) == 0) {
+    *icase = true;
+    i = 4;
+  }
+  for (; i < p.size(); ++i) {
+    if (p[i] == '\\' && i + 1 < p.size()) {
+      if (p[i + 1] == 'A') out += '^';
+      else if (p[i + 1] == 'Z') out += '$';
+      else out.append(p, i, 2);
+      ++i;
+    } else if (p.compare(i, 4, "(?P<") == 0 && p.find('>', i) != std::string::npos) {
+      out += '(';
+      i = p.find('>', i);
+    } else {
+      out += p[i];
+    }
+  }
+  return out;
+}
+
 Result<std::shared_ptr<std::regex>> compile(const std::string& pattern, const std::string& where) {
   try {
-    return std::make_shared<std::regex>(pattern, std::regex::ECMAScript | std::regex::optimize);
+    bool icase = false;
+    const std::string ecma = python_to_ecmascript(pattern, &icase);
+    auto flags = std::regex::ECMAScript | std::regex::optimize;
+    if (icase) flags |= std::regex::icase;
+    return std::make_shared<std::regex>(ecma, flags);
   } catch (const std::regex_error& e) {
     return invalid_argument(where + ": invalid regular expression '" + pattern + "' (" + e.what() + ")");
   }

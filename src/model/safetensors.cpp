@@ -158,6 +158,8 @@ Result<std::shared_ptr<WeightStorage>> WeightStorage::open_dir(const std::string
   }
   if (ec) return not_found(dir + ": cannot list directory (" + ec.message() + ")");
   std::sort(on_disk.begin(), on_disk.end());
+  // No shard at all (a config-only download that kept the index): an empty storage, not a missing shard.
+  if (on_disk.empty()) return storage;
 
   // index: tensor -> shard, and the shard order it implies
   std::map<std::string, std::string> index;

@@ -299,6 +299,73 @@ TEST(Loader, DynamicNegativeButStoredQuantized) {
                "dynamic '-:.*\\.o_proj' says unquantized");
 }
 
+TEST(Loader, DynamicRulesInPythonSyntax) {
+  TinySpec sp = gptq_spec(4, 32);
+  sp.quantization_config["dynamic"] = {{"-:(?P<shared>.*shared_expert\\..*)\\Z", ojson::object()},
+                                       {"+:(?i).*\\.LAYERS\\.3\\..*", {{"bits", 8}}}};
+  sp.scheme = [](const std::string& n) {
+    if (n.find("shared_expert.") != std::string::npos) return Scheme{16};
+    return n.find(".layers.3.") != std::string::npos ? q(8) : q(4);
+  };
+  auto r = load_model_dir(write_tiny(fresh_dir("dynpy"), sp));
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->layers[3].attn.q_proj.scheme.bits, 8);
+  EXPECT_EQ(r->layers[1].moe.shared_expert.up_proj.scheme.bits, 16);
+
+  sp.quantization_config["dynamic"] = {{"+:.*(unclosed", {{"bits", 8}}}};
+  expect_error(load_model_dir(write_tiny(fresh_dir("dynbadre"), sp)).status(),
+               "dynamic rule '+:.*(unclosed': invalid regular expression");
+}
+
+TEST(Loader, MixedFusedShardsLoadWithWarning) {
+  TinySpec sp = gptq_spec(4, 32);
+  sp.quantization_config["dynamic"] = {{"-:.*self_attn\\.k_proj", ojson::object()}};
+  sp.scheme = [](const std::string& n) { return n.find("self_attn.k_proj") != std::string::npos ? Scheme{16} : q(4); };
+  auto r = load_model_dir(write_tiny(fresh_dir("mixedfused"), sp));
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_NE(r->warnings[0].find("1 fused module(s) mix quantized and unquantized shards"), std::string::npos);
+  EXPECT_NE(r->warnings[0].find("vLLM fuses them into qkv_proj"), std::string::npos) << r->warnings[0];
+}
+
+TEST(Loader, QuantizedLmHead) {
+  TinySpec sp = gptq_spec(4, 32);
+  sp.lm_head = q(4);
+  sp.quantization_config["lm_head"] = true;
+  auto r = load_model_dir(write_tiny(fresh_dir("lmq"), sp));
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->lm_head.scheme.bits, 4);
+  EXPECT_EQ(r->lm_head.qweight.shape, (std::vector<int64_t>{D::H / 8, D::V}));
+  sp.quantization_config["lm_head"] = false;
+  expect_error(load_model_dir(write_tiny(fresh_dir("lmq2"), sp)).status(),
+               "lm_head: stored quantized ('lm_head.qweight') but lm_head: false says unquantized");
+}
+
+TEST(Loader, HuggingFaceCacheAndIndexWithoutShards) {
+  const std::string hub = fresh_dir("hub");
+  const std::string snap = hub + "/models--Org--Tiny/snapshots/abc123";
+  fs::create_directories(snap);
+  fs::create_directories(hub + "/models--Org--Tiny/refs");
+  StWriter::write_file(hub + "/models--Org--Tiny/refs/main", "abc123\n");
+  write_tiny(snap, TinySpec{});
+  ::setenv("HF_HUB_CACHE", hub.c_str(), 1);
+  auto r = load_model("Org/Tiny");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->path, snap);
+  expect_error(load_model("Org/Nope").status(), "model 'Org/Nope' not found");
+  ::unsetenv("HF_HUB_CACHE");
+
+  // config.json + index, shards not downloaded: config-only when allowed
+  const std::string dir = fresh_dir("index_only");
+  write_json(dir + "/config.json", tiny_config(TinySpec{}));
+  write_json(dir + "/model.safetensors.index.json", {{"weight_map", {{"lm_head.weight", "model-00001-of-00001.safetensors"}}}});
+  LoadOptions o;
+  o.allow_config_only = true;
+  auto c = load_model_dir(dir, o);
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_TRUE(c->config_only);
+}
+
 TEST(Loader, AutoRoundExtraConfig) {
   TinySpec sp;
   sp.quantization_config = {{"quant_method", "auto-round"},

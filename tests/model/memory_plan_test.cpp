@@ -218,6 +218,43 @@ TEST(MemoryPlan, Reap25bPrunedExperts) {
   EXPECT_EQ(r["memory"]["weights_bytes"].get<uint64_t>(), 50182743296ull + 30 * 32 * 2);
 }
 
+// Qwen3.6-27B (dense, 64 layers, 24/4 heads, GDN 16/48): its shipped compressed-tensors AWQ config is
+// refused clearly; as seed 002 (GPTQ int4 g128, everything but in_proj_b/a) it fits 4 x 32 GB at TP4.
+TEST(MemoryPlan, Qwen36_27B_Dense) {
+  ojson cfg = read_seed("Qwen3.6-27B-heretic-W4A16-AWQ__fantasylord_config.json");
+  MemoryOptions mem;
+  Status err;
+  inspect_config("q27awq", cfg, mem, false, &err);
+  EXPECT_EQ(err.code(), ErrorCode::kUnsupported);
+  EXPECT_NE(err.message().find("quant_method 'compressed-tensors' is not supported"), std::string::npos) << err.message();
+
+  cfg["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}, {"sym", true},
+                                {"desc_act", false}};
+  mem.tensor_parallel_size = 4;
+  mem.max_model_len = 32768;
+  mem.gpu_memory_gib = 32;
+  const ojson r = inspect_config("q27", cfg, mem);
+  ASSERT_FALSE(r.is_null());
+  const uint64_t H = 5120, I = 17408, TP = 4, L = 64, hd = 256;
+  const Gptq gate = gptq(I, H, 4, 128), down = gptq(H, I, 4, 128);
+  EXPECT_EQ(component(r, "dense_mlp")["bytes"].get<uint64_t>(), L * (2 * gate.total() + down.total()));
+  EXPECT_EQ(component(r, "dense_mlp")["bytes_per_rank"].get<uint64_t>(), L * (2 * column(gate, TP) + row(down, TP)));
+  EXPECT_EQ(component(r, "gdn")["formats"], ojson::array({"bf16", "int4 g128 sym (gptq v1)"}));
+  // kv heads 4 = TP: one head per rank; 16 attention layers
+  EXPECT_EQ(r["memory"]["kv_bytes_per_token"].get<uint64_t>(), 2 * 1 * hd * 2 * 16);
+  // 48 GDN layers x (10240/4 x 3 x 2 B + 12 x 128 x 128 x 4 B)
+  EXPECT_EQ(r["memory"]["gdn_state_bytes_per_seq"].get<uint64_t>(), 48u * (10240 / 4 * 3 * 2 + 12 * 128 * 128 * 4));
+  const double params_b = r["memory"]["weights_bytes"].get<double>();
+  EXPECT_GT(params_b, 15e9);  // ~27B params at ~4.3 bits for the MLP/attention, bf16 embeddings and GDN gates
+  EXPECT_LT(params_b, 22e9);
+  EXPECT_TRUE(r["memory"]["fit"]["fits"].get<bool>());
+  mem.tensor_parallel_size = 3;
+  inspect_config("q27tp3", cfg, mem, false, &err);
+  EXPECT_NE(err.message().find("tensor-parallel-size 3 and num_key_value_heads 4: neither divides the other"),
+            std::string::npos)
+      << err.message();
+}
+
 TEST(MemoryPlan, InvalidTensorParallelSizes) {
   ojson cfg = read_seed("Qwen3.5-35B-A3B.config.reconstructed.json");
   MemoryOptions mem;

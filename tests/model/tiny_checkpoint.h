@@ -109,6 +109,7 @@ struct TinySpec {
   bool multimodal = true;      // model.language_model. prefix + vision_config + model.visual.*
   bool tie = false;
   bool mtp = true;
+  Scheme lm_head{16};  // lm_head's storage (GPTQ `lm_head: true` checkpoints quantize it)
   std::function<Scheme(const std::string&)> scheme = [](const std::string&) { return Scheme{}; };
   ojson quantization_config;  // null: unquantized
 };
@@ -242,7 +243,7 @@ inline StWriter tiny_tensors(const TinySpec& sp) {
   const std::string P = sp.multimodal ? "model.language_model." : "model.";
   w.add(P + "embed_tokens.weight", "BF16", {D::V, D::H});
   w.add(P + "norm.weight", "BF16", {D::H});
-  if (!sp.tie) add_linear(w, "lm_head", D::V, D::H, Scheme{16});
+  if (!sp.tie) add_linear(w, "lm_head", D::V, D::H, sp.lm_head);
   for (int i = 0; i < D::L; ++i) add_layer(w, sp, P + "layers." + std::to_string(i) + ".", (i + 1) % 4 == 0);
   if (sp.mtp) {
     w.add("mtp.fc.weight", "BF16", {D::H, 2 * D::H});

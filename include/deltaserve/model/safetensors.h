@@ -42,7 +42,7 @@ class WeightStorage {
  public:
   // Opens every shard of `dir`. With an index, each listed tensor must be in the shard the index names;
   // shards on disk that the index does not mention are opened too. A tensor name found in two shards
-  // is an error. A directory without any *.safetensors gives an empty storage.
+  // is an error. A directory without any *.safetensors gives an empty storage (even with an index).
   static Result<std::shared_ptr<WeightStorage>> open_dir(const std::string& dir);
 
   const TensorView* find(const std::string& name) const;
