@@ -13,7 +13,7 @@ namespace ds::text::jinja {
 Value get_method(const Value& obj, const std::string& name);  // jinja_methods.cpp
 
 namespace {
-thread_local BuildLimits g_limits{32u << 20, 10'000'000};
+thread_local BuildLimits g_limits{32u << 20, 1'000'000};
 }
 
 void set_build_limits(const BuildLimits& l) { g_limits = l; }

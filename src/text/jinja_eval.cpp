@@ -192,9 +192,14 @@ class Evaluator {
     for (size_t k = 0; k < parts.size(); ++k) f->vars[s.targets[k]] = parts[k];
   }
 
-  Value make_macro(const Stmt& s, const FramePtr& closure) {
+  Value make_macro(const Stmt& s, const FramePtr& defining_frame) {
     const Stmt* def = &s;
-    return Value::callable(s.text, [this, def, closure](CallArgs& a) -> Value {
+    // The macro is stored in the frame it closes over, so it holds that frame weakly (no cycle);
+    // a macro that outlives its frame (stored into a namespace) falls back to the root frame.
+    std::weak_ptr<Frame> weak = defining_frame;
+    return Value::callable(s.text, [this, def, weak](CallArgs& a) -> Value {
+      FramePtr closure = weak.lock();
+      if (!closure) closure = root_;
       if (++call_depth_ > limits_.max_call_depth) {
         --call_depth_;
         throw LimitError("macro '" + def->text + "' recursed deeper than " + std::to_string(limits_.max_call_depth) +
@@ -492,6 +497,7 @@ Result<std::string> JinjaTemplate::render(const nlohmann::ordered_json& vars, co
   if (!vars.is_object()) return invalid_argument("chat template: variables must be a JSON object");
   try {
     jinja::set_build_limits({limits.max_output_bytes, limits.max_list_items});
+    jinja::NamespaceArena namespaces;
     auto globals = std::make_shared<jinja::Frame>();
     jinja::Dict g;
     jinja::install_globals(g);

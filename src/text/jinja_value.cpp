@@ -58,10 +58,25 @@ Value Value::dict(Dict d) {
   v.d_ = std::make_shared<Dict>(std::move(d));
   return v;
 }
+namespace {
+thread_local std::vector<std::shared_ptr<Dict>>* g_namespaces = nullptr;
+}
+
+NamespaceArena::NamespaceArena() : prev_(g_namespaces) { g_namespaces = &owned_; }
+NamespaceArena::~NamespaceArena() {
+  // Namespaces may reference each other (or themselves); emptying them breaks the cycles.
+  for (auto& d : owned_) {
+    d->entries.clear();
+    d->index.clear();
+  }
+  g_namespaces = prev_;
+}
+
 Value Value::ns(Dict d) {
   Value v;
   v.kind_ = Kind::kNamespace;
   v.d_ = std::make_shared<Dict>(std::move(d));
+  if (g_namespaces) g_namespaces->push_back(v.d_);
   return v;
 }
 Value Value::callable(std::string name, NativeFn fn) {
@@ -342,11 +357,11 @@ static std::string repr_string(const std::string& s) {
     } else if (c == '\t') {
       out += "\\t";
     } else if (c < 0x20 || (c >= 0x7F && c <= 0xA0) || c == 0xAD) {
-      char b[8];
+      char b[16];
       std::snprintf(b, sizeof(b), "\\x%02x", static_cast<unsigned>(c));
       out += b;
     } else if (c == 0x2028 || c == 0x2029 || (c >= 0xD800 && c <= 0xDFFF) || c == 0xFEFF) {
-      char b[8];
+      char b[16];
       std::snprintf(b, sizeof(b), "\\u%04x", static_cast<unsigned>(c));
       out += b;
     } else {
@@ -357,7 +372,40 @@ static std::string repr_string(const std::string& s) {
   return out;
 }
 
+namespace {
+struct ReprDepth {
+  static inline thread_local int depth = 0;
+  ReprDepth() {
+    if (++depth > 200) {
+      depth = 0;
+      throw TemplateError("value nested too deeply to print");
+    }
+  }
+  ~ReprDepth() { if (depth > 0) --depth; }
+};
+}  // namespace
+
+// Containers being printed, for Python's "[...]" / "{...}" on self-reference (Py_ReprEnter).
+thread_local std::vector<const void*> g_repr_stack;
+
+std::string repr_dict(const Dict& d) {
+  if (std::find(g_repr_stack.begin(), g_repr_stack.end(), &d) != g_repr_stack.end()) return "{...}";
+  g_repr_stack.push_back(&d);
+  struct Pop {
+    ~Pop() { g_repr_stack.pop_back(); }
+  } pop;
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [k, e] : d.entries) {
+    if (!first) out += ", ";
+    first = false;
+    out += repr_string(k) + ": " + py_repr(e);
+  }
+  return out + "}";
+}
+
 std::string py_repr(const Value& v) {
+  ReprDepth guard;
   switch (v.kind()) {
     case Value::Kind::kString: return repr_string(v.str());
     case Value::Kind::kList: {
@@ -371,26 +419,8 @@ std::string py_repr(const Value& v) {
       out += v.is_tuple() ? ")" : "]";
       return out;
     }
-    case Value::Kind::kDict: {
-      std::string out = "{";
-      bool first = true;
-      for (const auto& [k, e] : v.map().entries) {
-        if (!first) out += ", ";
-        first = false;
-        out += repr_string(k) + ": " + py_repr(e);
-      }
-      return out + "}";
-    }
-    case Value::Kind::kNamespace: {
-      std::string out = "<Namespace {";
-      bool first = true;
-      for (const auto& [k, e] : v.map().entries) {
-        if (!first) out += ", ";
-        first = false;
-        out += repr_string(k) + ": " + py_repr(e);
-      }
-      return out + "}>";
-    }
+    case Value::Kind::kDict: return repr_dict(v.map());
+    case Value::Kind::kNamespace: return "<Namespace " + repr_dict(v.map()) + ">";
     case Value::Kind::kUndefined: return "Undefined";
     default: return py_str(v);
   }
@@ -421,7 +451,7 @@ static void json_string(std::string& out, const std::string& s, bool ensure_asci
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default: {
-        char b[16];
+        char b[32];
         if (c < 0x20 || (ensure_ascii && c >= 0x7F)) {
           if (c >= 0x10000) {
             char32_t v = c - 0x10000;
@@ -512,6 +542,7 @@ std::string to_json(const Value& v, int indent, bool has_indent, const std::stri
 }
 
 bool py_equal(const Value& a, const Value& b) {
+  ReprDepth guard;
   using K = Value::Kind;
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_float() == b.as_float();

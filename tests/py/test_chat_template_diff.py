@@ -179,6 +179,7 @@ ENGINE_CASES = [
     "{{ 'a' if e else 'b' }}{{ 'c' if t }}{{ e or 'dflt' }}{{ t and 'yes' }}{{ not e }}{{ 1 < 2 < 3 }}{{ 'x' in s }}{{ 'q' not in l }}",
     "{% raw %}{{ kept }}{% endraw %}{{ '<b>'|safe }}{{ ('<b>'|safe) + '<i>' }}{{ '<b>'|e }}{{ u|default('dd') }}{{ e|default('ee', true) }}",
     "{% filter upper %}up {{ s }}{% endfilter %}{% with q = 5 %}{{ q }}{% endwith %}{{ q }}",
+    "{% set ns = namespace(a=1) %}{% set ns.me = ns %}{{ ns }}{% set ns2 = namespace(l=[ns]) %}{{ ns2 }}",
     "{{ raise_exception('custom failure') }}",
     "{{ d.zz.yy }}", "{{ u + 1 }}", "{{ 'a' + 1 }}", "{{ l.append(1) }}", "{{ 1 / 0 }}", "{{ d|tojson(indent=none) }}{{ u|tojson }}",
     "{% for %}", "{{ 1 + }}", "{% if t %}never closed", "{{ unclosed", "{# unterminated", "{% endfor %}", "{% macro %}", "{{ 'abc }}",

@@ -23,7 +23,7 @@ struct Program;
 struct JinjaLimits {
   size_t max_steps = 10'000'000;         // expressions + statements + loop iterations (~1 s)
   size_t max_output_bytes = 32u << 20;   // any string the template builds, including the output
-  size_t max_list_items = 10'000'000;    // range(), list repetition
+  size_t max_list_items = 1'000'000;     // range(), list repetition
   int max_call_depth = 64;               // macro recursion
 };
 

@@ -97,6 +97,20 @@ struct Dict {
   size_t size() const { return entries.size(); }
 };
 
+// Owns the namespaces created while it lives (one render) and empties them at the end, so that
+// namespaces referring to each other are freed.
+class NamespaceArena {
+ public:
+  NamespaceArena();
+  ~NamespaceArena();
+  NamespaceArena(const NamespaceArena&) = delete;
+  NamespaceArena& operator=(const NamespaceArena&) = delete;
+
+ private:
+  std::vector<std::shared_ptr<Dict>> owned_;
+  std::vector<std::shared_ptr<Dict>>* prev_;
+};
+
 struct CallArgs {
   std::vector<Value> pos;
   std::vector<std::pair<std::string, Value>> kw;
