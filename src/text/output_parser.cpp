@@ -168,8 +168,8 @@ ParserDelta OutputParser::feed_text(std::string_view text) { return feed_text_in
 ParserDelta OutputParser::feed_control(ControlToken t) {
   ParserDelta d;
   if (finished_) return d;
-  if (!utf8_hold_.empty()) d = feed_text_into({}, std::move(d)), utf8_hold_.clear();
   ReasoningSplit split;
+  if (!utf8_hold_.empty()) splitter_.feed_text(sanitize_utf8(utf8_hold_, {}, true), split);  // cut char: U+FFFD
   splitter_.feed_control(t, split);
   route(split, d);
   return d;

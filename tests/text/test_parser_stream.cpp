@@ -151,6 +151,12 @@ TEST(ParserStream, Utf8SplitAndInvalidBytes) {
   OutputParser p(options(false, true, kWriteTool));
   EXPECT_EQ(p.feed_text("caf\xc3").content, "caf");
   EXPECT_EQ(p.feed_text("\xa9 \xff!").content, "\xc3\xa9 \xef\xbf\xbd!");
+  // a character cut by a control token becomes U+FFFD before the token
+  OutputParser r(options(true, false));
+  r.feed_text("ab\xe2\x82");
+  r.feed_control(ControlToken::kThinkClose);
+  r.finish("stop");
+  EXPECT_EQ(r.message().reasoning.value_or(""), "ab\xef\xbf\xbd");
   p.feed_text("<tool_call><function=write_file><parameter=path>\xe2\x82");
   p.finish("stop");
   EXPECT_NO_THROW((void)message_to_json(p.message(), true).dump());
