@@ -272,6 +272,21 @@ def check_reference(fx):
         if T != x["n_tokens"] or not all(0 <= t < V for t in x["ids"] + x["greedy"]) or len(x["greedy"]) != 32:
             errs.append(f"prompt {i}: ids/greedy")
         errs += check_logit_rows(lg, f"prompt{i}", T, V, p["logits_format"], x["greedy"][0])
+        if f"prompt{i}.continuation_logits" in lg.header or f"prompt{i}.continuation_topk_ids" in lg.header:
+            if p["logits_format"] == "full":
+                c = lg.get(f"prompt{i}.continuation_logits")
+                top = np.argmax(c, 1) if list(c.shape) == [32, V] else None
+            else:
+                c = lg.get(f"prompt{i}.continuation_topk_ids")
+                top = c[:, 0] if list(c.shape)[0] == 32 else None
+            if top is None:
+                errs.append(f"prompt {i}: continuation logits shape")
+            else:
+                # row j is the position holding greedy[j]; it predicts greedy[j+1] (skip near-ties)
+                m = x["greedy_top1_minus_top2"]
+                bad = [j for j in range(31) if m[j + 1] > 1e-3 and int(top[j]) != x["greedy"][j + 1]]
+                if bad:
+                    errs.append(f"prompt {i}: continuation rows {bad} do not predict the greedy tokens")
         if p.get("mtp"):
             if fx["mtp"] is None:
                 errs.append("prompts.json names an MTP reference but mtp_logits.safetensors is missing")
