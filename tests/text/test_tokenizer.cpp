@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "deltaserve/text/tokenizer.h"
 #include "deltaserve/text/unicode.h"
@@ -287,6 +288,29 @@ TEST(TokenizerFuzz, TruncatedAndMutatedFilesAreErrorsNotCrashes) {
     }
   }
   EXPECT_GT(rejected, 1500);
+}
+
+TEST(TokenizerThreads, ConcurrentEncodesAgreeWithSerial) {
+  REQUIRE_TOKENIZER(tok, testing::qwen35);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 400; ++i) {
+    texts.push_back("line " + std::to_string(i) + ": the quick brown fox 你好 " +
+                    std::string(static_cast<size_t>(i % 7), ' ') + "jumps'll <think>x</think>");
+  }
+  std::vector<Ids> serial;
+  for (const auto& t : texts) serial.push_back(tok->encode(t));
+  std::vector<std::vector<Ids>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (int th = 0; th < 4; ++th) {
+    threads.emplace_back([&, th] {
+      for (int rep = 0; rep < 5; ++rep) {
+        per_thread[th].clear();
+        for (const auto& t : texts) per_thread[th].push_back(tok->encode(t));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& r : per_thread) EXPECT_EQ(r, serial);
 }
 
 TEST(TokenizerBpe, LongWordsMatchHf) {
