@@ -18,7 +18,7 @@ std::optional<ApiError> content_text(const json& content, int64_t* images, std::
   if (!content.is_array()) return bad_request("message content must be a string or a list of parts", "messages");
   for (const auto& part : content) {
     if (!part.is_object()) return bad_request("message content parts must be objects", "messages");
-    const std::string type = part.value("type", "text");
+    const std::string type = json_str(part, "type", "text");
     if (type == "text") {
       if (part.contains("text") && part["text"].is_string()) *out += part["text"].get<std::string>();
     } else if (type == "image_url" || type == "image" || type == "image_pil" || type == "image_embeds") {
@@ -60,7 +60,7 @@ std::optional<ApiError> render_chat(const ChatRenderInput& in, const ServerConfi
   // render plain text turns.
   std::string out;
   for (size_t i = 0; i < msgs.size(); ++i) {
-    const std::string role = msgs[i].value("role", "");
+    const std::string role = json_str(msgs[i], "role");
     const bool last = i + 1 == msgs.size();
     if (role == "tool") {
       out += "<|im_start|>user\n<tool_response>\n" + texts[i] + "\n</tool_response><|im_end|>\n";

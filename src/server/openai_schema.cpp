@@ -95,12 +95,12 @@ std::optional<ApiError> parse_tools(const json& body, const ServerConfig& cfg) {
                          "tool_choice");
   } else if (choice.is_object()) {
     const std::string name = choice.contains("function") && choice["function"].is_object()
-                                 ? choice["function"].value("name", "")
+                                 ? json_str(choice["function"], "name")
                                  : "";
     bool found = false;
     for (const auto& t : body["tools"])
       if (t.is_object() && t.contains("function") && t["function"].is_object() &&
-          t["function"].value("name", "") == name)
+          json_str(t["function"], "name") == name)
         found = true;
     if (!found)
       return bad_request("The tool specified in `tool_choice` does not match any of the specified `tools`",
@@ -319,7 +319,7 @@ std::optional<ApiError> parse_gen_request(const json& body, bool chat, const Ser
     if (body.contains(k) && !body[k].is_null())
       return bad_request(std::string("`") + k + "` (structured outputs) is not supported by deltaserve yet.", k);
   if (body.contains("response_format") && body["response_format"].is_object()) {
-    const std::string t = body["response_format"].value("type", "text");
+    const std::string t = json_str(body["response_format"], "type", "text");
     if (t != "text")
       return bad_request("response_format type `" + t + "` (structured outputs) is not supported by deltaserve yet.",
                          "response_format");

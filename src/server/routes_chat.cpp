@@ -147,13 +147,13 @@ class ChatStream : public SseProducer {
 };
 
 std::string last_message_text(const json& msgs, const std::string& role) {
-  if (msgs.empty() || msgs.back().value("role", "") != role) return {};
-  const json& c = msgs.back().value("content", json());
+  if (msgs.empty() || json_str(msgs.back(), "role") != role) return {};
+  const json c = msgs.back().is_object() ? msgs.back().value("content", json()) : json();
   if (c.is_string()) return c.get<std::string>();
   std::string out;
   if (c.is_array())
     for (const auto& p : c)
-      if (p.is_object() && p.value("type", "") == "text" && p.contains("text") && p["text"].is_string())
+      if (p.is_object() && json_str(p, "type") == "text" && p.contains("text") && p["text"].is_string())
         out += p["text"].get<std::string>();
   return out;
 }

@@ -66,21 +66,41 @@ void handle_models(App& app, const httplib::Request&, httplib::Response& res) {
   send_json(res, 200, {{"object", "list"}, {"data", data}});
 }
 
+namespace {
+// Optional boolean field: absent/null -> dflt; another type -> 400.
+std::optional<ApiError> opt_bool(const json& body, const char* key, bool dflt, bool* out) {
+  *out = dflt;
+  if (!body.contains(key) || body[key].is_null()) return std::nullopt;
+  if (!body[key].is_boolean()) return bad_request(std::string("`") + key + "` must be a boolean", key);
+  *out = body[key].get<bool>();
+  return std::nullopt;
+}
+}  // namespace
+
 void handle_tokenize(App& app, const httplib::Request& req, httplib::Response& res) {
   json body;
   if (auto e = parse_body(req, &body)) return send_error(res, *e);
+  bool add_gen = true, cont = false, want_strs = false, add_special_flag = true;
+  for (auto [k, d, dst] : {std::tuple{"add_generation_prompt", true, &add_gen},
+                           std::tuple{"continue_final_message", false, &cont},
+                           std::tuple{"return_token_strs", false, &want_strs},
+                           std::tuple{"add_special_tokens", true, &add_special_flag}})
+    if (auto e = opt_bool(body, k, d, dst)) return send_error(res, *e);
   std::string model;
   if (auto e = resolve_model_name(body, app.cfg, &model)) return send_error(res, *e);
   std::string text;
   bool add_special = true;
   if (body.contains("messages")) {
     if (!body["messages"].is_array()) return send_error(res, bad_request("`messages` must be a list", "messages"));
+    for (const auto& m : body["messages"])
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+        return send_error(res, bad_request("each message needs a string `role`", "messages"));
     ChatRenderInput in;
     in.tmpl = app.chat_template.get();
     in.raw_body = &req.body;
     in.messages = &body["messages"];
-    in.add_generation_prompt = body.value("add_generation_prompt", true);
-    in.continue_final_message = body.value("continue_final_message", false);
+    in.add_generation_prompt = add_gen;
+    in.continue_final_message = cont;
     in.chat_template_kwargs = app.cfg.default_chat_template_kwargs;
     if (body.contains("chat_template_kwargs") && body["chat_template_kwargs"].is_object())
       for (const auto& [k, v] : body["chat_template_kwargs"].items()) in.chat_template_kwargs[k] = v;
@@ -93,12 +113,11 @@ void handle_tokenize(App& app, const httplib::Request& req, httplib::Response& r
   } else {
     return send_error(res, bad_request("Either `prompt` (a string) or `messages` is required."));
   }
-  if (body.contains("add_special_tokens") && body["add_special_tokens"].is_boolean())
-    add_special = body["add_special_tokens"].get<bool>();
+  if (body.contains("add_special_tokens") && body["add_special_tokens"].is_boolean()) add_special = add_special_flag;
   auto ids = app.codec->encode(text, add_special);
   if (!ids) return send_error(res, from_status(ids.status()));
   json token_strs = nullptr;
-  if (body.value("return_token_strs", false)) {
+  if (want_strs) {
     token_strs = json::array();
     for (int32_t id : *ids) token_strs.push_back(app.codec->decode({id}, false));
   }

@@ -407,3 +407,23 @@ def test_chat_n2_streaming_echo_usage_and_reasoning_switches(server, client):
     plp = r.model_extra["prompt_logprobs"]
     assert plp[0] is None and len(plp) == r.usage.prompt_tokens
     assert all(len(e) >= 1 for e in plp[1:])
+
+
+def test_malformed_requests_never_500(server):
+    import random
+    rnd = random.Random(3)
+    values = [None, 0, -1, 1.5, "", "x", [], {}, [1, "a"], {"a": None}, True, 10**20, [[]], [{"role": 5}]]
+    keys = ["messages", "prompt", "model", "n", "max_tokens", "temperature", "top_p", "stop", "logprobs",
+            "top_logprobs", "stream", "stream_options", "tools", "tool_choice", "tokens", "seed", "logit_bias",
+            "chat_template_kwargs", "echo", "prompt_logprobs", "return_token_strs", "add_generation_prompt"]
+    routes = ["/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/invocations"]
+    for i in range(300):
+        body = {k: rnd.choice(values) for k in rnd.sample(keys, rnd.randint(0, 5))}
+        if rnd.random() < 0.5:
+            body["messages"] = [{"role": "user", "content": rnd.choice(values)}]
+        if rnd.random() < 0.3:
+            body["prompt"] = "hi"
+        body["max_tokens"] = 2 if rnd.random() < 0.8 else body.get("max_tokens")
+        status, text, _ = http(server, "POST", rnd.choice(routes), body)
+        assert status < 500, (body, text)
+    assert http(server, "GET", "/health")[0] == 200

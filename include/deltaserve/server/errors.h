@@ -28,4 +28,11 @@ const char* error_type_for(int status);
 // JSON text that never throws on invalid UTF-8 (replaced with U+FFFD).
 std::string dump_json(const nlohmann::json& j);
 
+// j[key] when j is an object and the value is a string, else dflt (never throws).
+inline std::string json_str(const nlohmann::json& j, const char* key, const std::string& dflt = "") {
+  if (!j.is_object()) return dflt;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : dflt;
+}
+
 }  // namespace ds::server
