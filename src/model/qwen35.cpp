@@ -1,6 +1,9 @@
 // CpuQwen35Model: weight preparation, cache pools and the step loop (qwen35-arch.md §3.1).
 #include "deltaserve/model/qwen35.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -52,6 +55,34 @@ backend::WeightSource source_of(const LinearWeight& lw) {
     s.bias_dtype = lw.bias.dtype;
   }
   return s;
+}
+
+// After repacking, the checkpoint's GPTQ tensors are never read again: drop their mapped pages so
+// resident memory is the packed copy, not both (file-backed, read-only: the kernel re-reads on access).
+void release_pages(const TensorView& t) {
+  if (!t.present() || t.nbytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) & ~(page - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+void release_quantized(const LinearWeight& w) {
+  if (!w.scheme.quantized()) return;
+  for (const TensorView* t : {&w.qweight, &w.qzeros, &w.scales, &w.g_idx}) release_pages(*t);
+}
+
+void release_quantized(const ModelDesc& d) {
+  release_quantized(d.lm_head);
+  for (const LayerWeights& L : d.layers) {
+    for (const LinearWeight* w : {&L.attn.q_proj, &L.attn.k_proj, &L.attn.v_proj, &L.attn.o_proj, &L.gdn.in_proj_qkv,
+                                  &L.gdn.in_proj_z, &L.gdn.in_proj_a, &L.gdn.in_proj_b, &L.gdn.out_proj, &L.mlp.gate_proj,
+                                  &L.mlp.up_proj, &L.mlp.down_proj, &L.moe.shared_expert.gate_proj,
+                                  &L.moe.shared_expert.up_proj, &L.moe.shared_expert.down_proj})
+      release_quantized(*w);
+    for (const MlpWeights& e : L.moe.experts)
+      for (const LinearWeight* w : {&e.gate_proj, &e.up_proj, &e.down_proj}) release_quantized(*w);
+  }
 }
 
 }  // namespace
@@ -170,6 +201,7 @@ Result<std::unique_ptr<CpuQwen35Model>> CpuQwen35Model::create(const ModelDesc& 
   m->storage_ = desc.storage;
   m->be_ = std::make_unique<backend::CpuBackend>(options.isa);
   DS_RETURN_IF_ERROR(m->prepare(desc));
+  if (desc.storage) release_quantized(desc);  // only views into mmapped shards
   return m;
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "deltaserve/core/thread_pool.h"
 #include "deltaserve/core/timer.h"
 
 namespace ds::model {
@@ -174,16 +175,20 @@ Result<PplResult> perplexity(Model& model, const std::vector<int32_t>& ids, int6
       const int64_t m = std::min(chunk, end - begin - 1 - r);
       DS_ASSIGN_OR_RETURN(std::vector<float> lg,
                           runner.feed(seq, std::vector<int32_t>(win.begin() + r, win.begin() + r + m), true, chunk));
-      for (int64_t i = 0; i < m; ++i) {
-        const float* row = lg.data() + i * V;
-        double mx = row[0];
-        for (int64_t v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(row[v]));
-        double s = 0;
-        for (int64_t v = 0; v < V; ++v) s += std::exp(static_cast<double>(row[v]) - mx);
-        const int32_t target = win[static_cast<size_t>(r + i + 1)];
-        res.nll_sum -= static_cast<double>(row[target]) - mx - std::log(s);
-        ++res.n_scored;
-      }
+      // Log-softmax of each scored row (fp32 exp, fp64 sums), rows split over the cores.
+      std::vector<double> nll(static_cast<size_t>(m));
+      ThreadPool::global().parallel_for(m, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const float* row = lg.data() + i * V;
+          const float mx = *std::max_element(row, row + V);
+          double s = 0;
+          for (int64_t v = 0; v < V; ++v) s += static_cast<double>(std::exp(row[v] - mx));
+          const int32_t target = win[static_cast<size_t>(r + i + 1)];
+          nll[static_cast<size_t>(i)] = -(static_cast<double>(row[target]) - mx - std::log(s));
+        }
+      });
+      for (double x : nll) res.nll_sum += x;
+      res.n_scored += m;
     }
     runner.release(seq);
     ++res.windows;

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "deltaserve/backend/cpu_backend.h"
+#include "deltaserve/core/thread_pool.h"
 #include "kernels/common/gptq.h"
 
 namespace ds::backend {
@@ -60,19 +61,26 @@ static Status prepare_quantized(const WeightSource& src, CpuWeight* w) {
   const int64_t n_pad = (N + kRowBlock - 1) / kRowBlock * kRowBlock;
   const int64_t bytes_per_k = bits == 4 ? 8 : 16;
   w->packed.assign(static_cast<size_t>(n_pad / kRowBlock * K * bytes_per_k), 0);
-  for (int64_t rb = 0; rb < n_pad / kRowBlock; ++rb) {
-    for (int64_t kk = 0; kk < K; ++kk) {
-      const int64_t ksrc = perm[static_cast<size_t>(kk)];
-      uint8_t* dst = w->packed.data() + (rb * K + kk) * bytes_per_k;
-      for (int r = 0; r < kRowBlock; ++r) {
-        const int64_t n = rb * kRowBlock + r;
-        if (n >= N) break;
-        const uint32_t q = kernels::gptq_qweight_code(src.qweight, N, bits, ksrc, n);
-        if (bits == 8) dst[r] = static_cast<uint8_t>(q);
-        else dst[r % 8] |= static_cast<uint8_t>(r < 8 ? q : q << 4);
+  const uint32_t mask = (1u << bits) - 1u;
+  const int pf_bits = 32 / bits;
+  // Row blocks are independent: split them over the cores (repacking dominates load time).
+  ThreadPool::global().parallel_for(n_pad / kRowBlock, [&](int64_t rb0, int64_t rb1) {
+    for (int64_t rb = rb0; rb < rb1; ++rb) {
+      const int64_t n0 = rb * kRowBlock;
+      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, N - n0));
+      for (int64_t kk = 0; kk < K; ++kk) {
+        const int64_t ksrc = perm[static_cast<size_t>(kk)];
+        const int32_t* words = src.qweight + (ksrc / pf_bits) * N + n0;
+        const int shift = static_cast<int>(ksrc % pf_bits) * bits;
+        uint8_t* dst = w->packed.data() + (rb * K + kk) * bytes_per_k;
+        for (int r = 0; r < rows; ++r) {
+          const uint32_t q = (static_cast<uint32_t>(words[r]) >> shift) & mask;
+          if (bits == 8) dst[r] = static_cast<uint8_t>(q);
+          else dst[r % 8] |= static_cast<uint8_t>(r < 8 ? q : q << 4);
+        }
       }
     }
-  }
+  });
   w->scales.assign(static_cast<size_t>(G * n_pad), 0);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t n = 0; n < N; ++n) {
