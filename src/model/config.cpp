@@ -150,6 +150,58 @@ Status positive(int64_t v, const char* key) {
   return {};
 }
 
+// Generous upper bounds (10-100x the largest released model) so a corrupt config cannot make the
+// loader allocate or loop without end.
+Status at_most(int64_t v, int64_t hi, const char* key) {
+  if (v > hi)
+    return invalid_argument(std::string("config.json: '") + key + "' = " + std::to_string(v) +
+                            " is implausibly large (limit " + std::to_string(hi) + ")");
+  return {};
+}
+
+Status check_bounds(const ModelConfig& c) {
+  DS_RETURN_IF_ERROR(at_most(c.vocab_size, 1 << 23, "vocab_size"));
+  DS_RETURN_IF_ERROR(at_most(c.hidden_size, 1 << 17, "hidden_size"));
+  DS_RETURN_IF_ERROR(at_most(c.num_layers, 1024, "num_hidden_layers"));
+  DS_RETURN_IF_ERROR(at_most(c.num_heads, 4096, "num_attention_heads"));
+  DS_RETURN_IF_ERROR(at_most(c.head_dim, 4096, "head_dim"));
+  DS_RETURN_IF_ERROR(at_most(c.linear_num_key_heads, 4096, "linear_num_key_heads"));
+  DS_RETURN_IF_ERROR(at_most(c.linear_num_value_heads, 4096, "linear_num_value_heads"));
+  DS_RETURN_IF_ERROR(at_most(c.linear_key_head_dim, 4096, "linear_key_head_dim"));
+  DS_RETURN_IF_ERROR(at_most(c.linear_value_head_dim, 4096, "linear_value_head_dim"));
+  DS_RETURN_IF_ERROR(at_most(c.linear_conv_kernel_dim, 64, "linear_conv_kernel_dim"));
+  DS_RETURN_IF_ERROR(at_most(c.intermediate_size, 1 << 20, "intermediate_size"));
+  DS_RETURN_IF_ERROR(at_most(c.num_experts, 1 << 16, "num_experts"));
+  DS_RETURN_IF_ERROR(at_most(c.moe_intermediate_size, 1 << 20, "moe_intermediate_size"));
+  DS_RETURN_IF_ERROR(at_most(c.shared_expert_intermediate_size, 1 << 20, "shared_expert_intermediate_size"));
+  DS_RETURN_IF_ERROR(at_most(c.mtp_num_hidden_layers, 64, "mtp_num_hidden_layers"));
+  if (int64_t{c.num_layers} * c.num_experts > (1 << 20))
+    return invalid_argument("config.json: num_hidden_layers x num_experts is implausibly large");
+  if (c.mtp_num_hidden_layers < 0) return invalid_argument("config.json: 'mtp_num_hidden_layers' must not be negative");
+  if (c.intermediate_size < 0) return invalid_argument("config.json: 'intermediate_size' must not be negative");
+  const VisionConfig& v = c.vision;
+  if (v.present) {
+    struct Bound {
+      int64_t value, limit;
+      const char* key;
+    };
+    for (const Bound& b : {Bound{v.depth, 1024, "vision_config.depth"},
+                           Bound{v.hidden_size, 1 << 16, "vision_config.hidden_size"},
+                           Bound{v.num_heads, 4096, "vision_config.num_heads"},
+                           Bound{v.intermediate_size, 1 << 20, "vision_config.intermediate_size"},
+                           Bound{v.out_hidden_size, 1 << 17, "vision_config.out_hidden_size"},
+                           Bound{v.patch_size, 1024, "vision_config.patch_size"},
+                           Bound{v.temporal_patch_size, 64, "vision_config.temporal_patch_size"},
+                           Bound{v.spatial_merge_size, 64, "vision_config.spatial_merge_size"},
+                           Bound{v.in_channels, 64, "vision_config.in_channels"},
+                           Bound{v.num_position_embeddings, 1 << 24, "vision_config.num_position_embeddings"}}) {
+      if (b.value < 0) return invalid_argument(std::string("config.json: '") + b.key + "' must not be negative");
+      DS_RETURN_IF_ERROR(at_most(b.value, b.limit, b.key));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 const char* layer_kind_name(LayerKind k) {
@@ -249,7 +301,6 @@ Result<ModelConfig> parse_model_config(const ordered_json& top) {
   DS_RETURN_IF_ERROR(positive(c.linear_key_head_dim, "linear_key_head_dim"));
   DS_RETURN_IF_ERROR(positive(c.linear_value_head_dim, "linear_value_head_dim"));
   DS_RETURN_IF_ERROR(positive(c.linear_conv_kernel_dim, "linear_conv_kernel_dim"));
-  if (c.num_layers > 100000) return invalid_argument("config.json: 'num_hidden_layers' is implausibly large");
   if (c.num_heads % c.num_kv_heads != 0)
     return invalid_argument("config.json: num_attention_heads " + std::to_string(c.num_heads) +
                             " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
@@ -267,6 +318,7 @@ Result<ModelConfig> parse_model_config(const ordered_json& top) {
     DS_RETURN_IF_ERROR(positive(c.intermediate_size, "intermediate_size"));
   }
 
+  DS_RETURN_IF_ERROR(check_bounds(c));  // before anything loops over layers
   if (const ordered_json* lt = r.find("layer_types")) {
     if (!lt->is_array() || static_cast<int>(lt->size()) != c.num_layers)
       return invalid_argument("config.json: 'layer_types' must list num_hidden_layers (" +
@@ -295,6 +347,7 @@ Result<ModelConfig> parse_model_config(const ordered_json& top) {
     return invalid_argument("config.json: mrope_section sums to " + std::to_string(msum) +
                             " but rotary_dim/2 is " + std::to_string(c.rotary_dim() / 2));
   DS_RETURN_IF_ERROR(parse_vision(top, &c));
+  DS_RETURN_IF_ERROR(check_bounds(c));
   return c;
 }
 
