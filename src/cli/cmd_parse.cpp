@@ -33,7 +33,8 @@ constexpr const char* kUsage =
     "                        [--tool-call-parser qwen3_coder|qwen3_xml] [--tools FILE] [--request FILE]\n"
     "                        [--stream-chunk-tokens K] [--enable-thinking true|false]\n"
     "                        [--include-reasoning true|false] [--parallel-tool-calls true|false]\n"
-    "                        [--finish-reason stop|length] [--reasoning-field reasoning|reasoning_content|both]\n"
+    "                        [--finish-reason stop|length] [--reasoning-field "
+    "reasoning|reasoning_content|both]\n"
     "\n"
     "Reads raw model output (the generated text, tags included) on stdin and prints the OpenAI\n"
     "choice {\"index\":0,\"message\":{...},\"finish_reason\":...} as one JSON line. With\n"
@@ -45,7 +46,9 @@ constexpr const char* kUsage =
     "its tools, tool_choice, parallel_tool_calls, include_reasoning and\n"
     "chat_template_kwargs.enable_thinking apply as in the server (auto tool choice assumed on).\n";
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::optional<bool> parse_bool(const std::string& s) {
   if (s == "true" || s == "True" || s == "1") return true;
@@ -102,8 +105,8 @@ int run(const std::vector<std::string>& args) {
     } else if (a == "--finish-reason") {
       ok = value(finish_reason);
     } else if (a == "--reasoning-field") {
-      ok = value(reasoning_field) &&
-           (reasoning_field == "reasoning" || reasoning_field == "reasoning_content" || reasoning_field == "both");
+      ok = value(reasoning_field) && (reasoning_field == "reasoning" ||
+                                      reasoning_field == "reasoning_content" || reasoning_field == "both");
     } else if (a == "--stream-chunk-tokens") {
       std::string v;
       ok = value(v);
@@ -134,11 +137,13 @@ int run(const std::vector<std::string>& args) {
     }
   }
   if (!reasoning_parser.empty() && reasoning_parser != "qwen3") {
-    std::fprintf(stderr, "deltaserve parse: unknown reasoning parser '%s' (supported: qwen3)\n", reasoning_parser.c_str());
+    std::fprintf(stderr, "deltaserve parse: unknown reasoning parser '%s' (supported: qwen3)\n",
+                 reasoning_parser.c_str());
     return 2;
   }
   if (!tool_parser.empty() && !dt::is_known_tool_parser(tool_parser)) {
-    std::fprintf(stderr, "deltaserve parse: invalid tool call parser '%s' (qwen3_coder, qwen3_xml)\n", tool_parser.c_str());
+    std::fprintf(stderr, "deltaserve parse: invalid tool call parser '%s' (qwen3_coder, qwen3_xml)\n",
+                 tool_parser.c_str());
     return 2;
   }
 
@@ -147,22 +152,30 @@ int run(const std::vector<std::string>& args) {
   o.tool_parser = !tool_parser.empty();
   if (!request_file.empty()) {
     auto req = read_json_file(request_file);
-    if (!req.is_ok()) return std::fprintf(stderr, "deltaserve parse: %s\n", req.status().message().c_str()), 1;
+    if (!req.is_ok())
+      return std::fprintf(stderr, "deltaserve parse: %s\n", req.status().message().c_str()), 1;
     const json& r = *req;
-    const ds::Status st = dt::validate_tool_choice(r, true, tool_parser.empty() ? "qwen3_coder" : tool_parser);
-    if (!st.is_ok()) std::fprintf(stderr, "deltaserve parse: the server would reject this request: %s\n", st.message().c_str());
+    const ds::Status st =
+        dt::validate_tool_choice(r, true, tool_parser.empty() ? "qwen3_coder" : tool_parser);
+    if (!st.is_ok())
+      std::fprintf(stderr, "deltaserve parse: the server would reject this request: %s\n",
+                   st.message().c_str());
     o.tool_parser = o.tool_parser && dt::tool_parsing_enabled(r, true, tool_parser);
     if (r.contains("tools")) o.tools = r["tools"];
-    if (r.contains("parallel_tool_calls") && r["parallel_tool_calls"].is_boolean()) o.parallel_tool_calls = r["parallel_tool_calls"];
-    if (r.contains("include_reasoning") && r["include_reasoning"].is_boolean()) o.include_reasoning = r["include_reasoning"];
+    if (r.contains("parallel_tool_calls") && r["parallel_tool_calls"].is_boolean())
+      o.parallel_tool_calls = r["parallel_tool_calls"];
+    if (r.contains("include_reasoning") && r["include_reasoning"].is_boolean())
+      o.include_reasoning = r["include_reasoning"];
     if (r.contains("chat_template_kwargs") && r["chat_template_kwargs"].is_object()) {
       const json& k = r["chat_template_kwargs"];
-      if (k.contains("enable_thinking") && k["enable_thinking"].is_boolean()) o.enable_thinking = k["enable_thinking"];
+      if (k.contains("enable_thinking") && k["enable_thinking"].is_boolean())
+        o.enable_thinking = k["enable_thinking"];
     }
   }
   if (!tools_file.empty()) {
     auto tools = read_json_file(tools_file);
-    if (!tools.is_ok()) return std::fprintf(stderr, "deltaserve parse: %s\n", tools.status().message().c_str()), 1;
+    if (!tools.is_ok())
+      return std::fprintf(stderr, "deltaserve parse: %s\n", tools.status().message().c_str()), 1;
     o.tools = tools->is_object() && tools->contains("tools") ? (*tools)["tools"] : *tools;
   }
   if (enable_thinking) o.enable_thinking = *enable_thinking;
@@ -178,11 +191,13 @@ int run(const std::vector<std::string>& args) {
     std::string path = tokenizer_path;
     if (path.empty()) {
       auto dir = ds::model::resolve_model_dir(model);
-      if (!dir.is_ok()) return std::fprintf(stderr, "deltaserve parse: %s\n", dir.status().message().c_str()), 1;
+      if (!dir.is_ok())
+        return std::fprintf(stderr, "deltaserve parse: %s\n", dir.status().message().c_str()), 1;
       path = *dir;
     }
     auto loaded = dt::Tokenizer::load(path);
-    if (!loaded.is_ok()) return std::fprintf(stderr, "deltaserve parse: %s\n", loaded.status().message().c_str()), 1;
+    if (!loaded.is_ok())
+      return std::fprintf(stderr, "deltaserve parse: %s\n", loaded.status().message().c_str()), 1;
     tok = *loaded;
     auto id_of = [&](const char* s, int32_t fallback) { return tok->token_to_id(s).value_or(fallback); };
     o.ids.think_open = id_of("<think>", -1);
@@ -194,8 +209,8 @@ int run(const std::vector<std::string>& args) {
     const dt::ControlTokenIds ids;
     for (const auto& p : dt::split_tagged_text(input)) {
       if (p.control) {
-        const int32_t id = *p.control == dt::ControlToken::kThinkOpen    ? ids.think_open
-                           : *p.control == dt::ControlToken::kThinkClose ? ids.think_close
+        const int32_t id = *p.control == dt::ControlToken::kThinkOpen      ? ids.think_open
+                           : *p.control == dt::ControlToken::kThinkClose   ? ids.think_close
                            : *p.control == dt::ControlToken::kToolCallOpen ? ids.tool_call_open
                                                                            : ids.tool_call_close;
         tokens.push_back({{id}, p.text});
@@ -217,7 +232,10 @@ int run(const std::vector<std::string>& args) {
   const size_t step = chunk > 0 ? static_cast<size_t>(chunk) : std::max<size_t>(tokens.size(), 1);
   auto print_delta = [&](const dt::ParserDelta& d) {
     if (chunk > 0 && !d.empty())
-      std::printf("%s\n", dump({{"index", 0}, {"delta", dt::delta_to_json(d, reasoning_field)}, {"finish_reason", nullptr}}).c_str());
+      std::printf(
+          "%s\n",
+          dump({{"index", 0}, {"delta", dt::delta_to_json(d, reasoning_field)}, {"finish_reason", nullptr}})
+              .c_str());
   };
   for (size_t b = 0; b < tokens.size(); b += step) {
     std::vector<int32_t> ids;
@@ -231,10 +249,11 @@ int run(const std::vector<std::string>& args) {
   if (detok) print_delta(parser.feed_text(detok->finish()));
   const dt::ParserDelta last = parser.finish(finish_reason);
   if (chunk > 0) {
-    std::printf("%s\n", dump({{"index", 0},
-                              {"delta", last.empty() ? json::object() : dt::delta_to_json(last, reasoning_field)},
-                              {"finish_reason", parser.message().finish_reason}})
-                            .c_str());
+    std::printf("%s\n",
+                dump({{"index", 0},
+                      {"delta", last.empty() ? json::object() : dt::delta_to_json(last, reasoning_field)},
+                      {"finish_reason", parser.message().finish_reason}})
+                    .c_str());
   }
   const auto& m = parser.message();
   json choice = {{"index", 0},

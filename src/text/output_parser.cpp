@@ -11,7 +11,9 @@ namespace {
 constexpr std::array<ControlToken, 4> kControls = {ControlToken::kThinkOpen, ControlToken::kThinkClose,
                                                    ControlToken::kToolCallOpen, ControlToken::kToolCallClose};
 
-void append_fffd(std::string& out) { out += "\xEF\xBF\xBD"; }
+void append_fffd(std::string& out) {
+  out += "\xEF\xBF\xBD";
+}
 
 }  // namespace
 
@@ -32,9 +34,12 @@ std::string sanitize_utf8(std::string& hold, std::string_view in, bool final) {
     }
     size_t len = 0;
     uint32_t min = 0;
-    if (b >= 0xC2 && b <= 0xDF) len = 2, min = 0x80;
-    else if (b >= 0xE0 && b <= 0xEF) len = 3, min = 0x800;
-    else if (b >= 0xF0 && b <= 0xF4) len = 4, min = 0x10000;
+    if (b >= 0xC2 && b <= 0xDF)
+      len = 2, min = 0x80;
+    else if (b >= 0xE0 && b <= 0xEF)
+      len = 3, min = 0x800;
+    else if (b >= 0xF0 && b <= 0xF4)
+      len = 4, min = 0x10000;
     if (len == 0) {
       append_fffd(out);
       ++i;
@@ -100,7 +105,8 @@ std::string make_tool_call_id() {
   return id;
 }
 
-std::optional<bool> prompt_leaves_thought_open(std::span<const int32_t> prompt_ids, const ControlTokenIds& ids) {
+std::optional<bool> prompt_leaves_thought_open(std::span<const int32_t> prompt_ids,
+                                               const ControlTokenIds& ids) {
   for (size_t i = prompt_ids.size(); i-- > 0;) {
     if (prompt_ids[i] == ids.think_close) return false;
     if (prompt_ids[i] == ids.think_open) return true;
@@ -163,13 +169,16 @@ ParserDelta OutputParser::feed_text_into(std::string_view text, ParserDelta d) {
   return d;
 }
 
-ParserDelta OutputParser::feed_text(std::string_view text) { return feed_text_into(text, {}); }
+ParserDelta OutputParser::feed_text(std::string_view text) {
+  return feed_text_into(text, {});
+}
 
 ParserDelta OutputParser::feed_control(ControlToken t) {
   ParserDelta d;
   if (finished_) return d;
   ReasoningSplit split;
-  if (!utf8_hold_.empty()) splitter_.feed_text(sanitize_utf8(utf8_hold_, {}, true), split);  // cut char: U+FFFD
+  if (!utf8_hold_.empty())
+    splitter_.feed_text(sanitize_utf8(utf8_hold_, {}, true), split);  // cut char: U+FFFD
   splitter_.feed_control(t, split);
   route(split, d);
   return d;
@@ -192,10 +201,14 @@ ParserDelta OutputParser::feed(std::span<const int32_t> token_ids, std::string_v
   size_t cur = 0;
   for (int32_t id : token_ids) {
     std::optional<ControlToken> t;
-    if (id == opts_.ids.think_open) t = ControlToken::kThinkOpen;
-    else if (id == opts_.ids.think_close) t = ControlToken::kThinkClose;
-    else if (id == opts_.ids.tool_call_open) t = ControlToken::kToolCallOpen;
-    else if (id == opts_.ids.tool_call_close) t = ControlToken::kToolCallClose;
+    if (id == opts_.ids.think_open)
+      t = ControlToken::kThinkOpen;
+    else if (id == opts_.ids.think_close)
+      t = ControlToken::kThinkClose;
+    else if (id == opts_.ids.tool_call_open)
+      t = ControlToken::kToolCallOpen;
+    else if (id == opts_.ids.tool_call_close)
+      t = ControlToken::kToolCallClose;
     if (!t) continue;
     const std::string_view tag = control_token_text(*t);
     const size_t p = text.find(tag, cur);
@@ -253,7 +266,8 @@ ParserDelta OutputParser::finish(std::string_view finish_reason) {
   msg_.finish_reason = std::string(finish_reason);
   // A call cut off by max_tokens (or by a size limit) keeps the engine's reason: its arguments
   // may be incomplete, so it is not reported as a clean "tool_calls" finish.
-  const bool cut = tools_ && tools_->ended_inside_call() && (finish_reason == "length" || !msg_.error.empty());
+  const bool cut =
+      tools_ && tools_->ended_inside_call() && (finish_reason == "length" || !msg_.error.empty());
   if (!msg_.tool_calls.empty() && !cut) msg_.finish_reason = "tool_calls";
   return d;
 }
@@ -285,7 +299,8 @@ nlohmann::json delta_to_json(const ParserDelta& d, std::string_view reasoning_fi
   return j;
 }
 
-nlohmann::json message_to_json(const ParsedMessage& m, bool reasoning_parser, std::string_view reasoning_field) {
+nlohmann::json message_to_json(const ParsedMessage& m, bool reasoning_parser,
+                               std::string_view reasoning_field) {
   nlohmann::json j = {{"role", "assistant"}};
   j["content"] = m.content ? nlohmann::json(*m.content) : nlohmann::json(nullptr);
   j["refusal"] = nullptr;
@@ -294,7 +309,9 @@ nlohmann::json message_to_json(const ParsedMessage& m, bool reasoning_parser, st
   j["function_call"] = nullptr;
   nlohmann::json calls = nlohmann::json::array();
   for (const auto& tc : m.tool_calls)
-    calls.push_back({{"id", tc.id}, {"type", "function"}, {"function", {{"name", tc.name}, {"arguments", tc.arguments}}}});
+    calls.push_back({{"id", tc.id},
+                     {"type", "function"},
+                     {"function", {{"name", tc.name}, {"arguments", tc.arguments}}}});
   j["tool_calls"] = std::move(calls);
   if (reasoning_parser)
     put_reasoning(j, reasoning_field, m.reasoning ? nlohmann::json(*m.reasoning) : nlohmann::json(nullptr));

@@ -6,15 +6,21 @@
 namespace ds::text {
 namespace {
 constexpr std::string_view kFunctionOpen = "<function=";
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 }  // namespace
 
 std::string_view control_token_text(ControlToken t) {
   switch (t) {
-    case ControlToken::kThinkOpen: return "<think>";
-    case ControlToken::kThinkClose: return "</think>";
-    case ControlToken::kToolCallOpen: return "<tool_call>";
-    case ControlToken::kToolCallClose: return "</tool_call>";
+    case ControlToken::kThinkOpen:
+      return "<think>";
+    case ControlToken::kThinkClose:
+      return "</think>";
+    case ControlToken::kToolCallOpen:
+      return "<tool_call>";
+    case ControlToken::kToolCallClose:
+      return "</tool_call>";
   }
   return "";
 }
@@ -48,8 +54,12 @@ void ReasoningSplitter::resolve_tentative(ReasoningSplit& out, bool at_end) {
 void ReasoningSplitter::feed_text(std::string_view text, ReasoningSplit& out) {
   if (text.empty()) return;
   switch (state_) {
-    case State::kReasoning: out.reasoning.append(text); break;
-    case State::kContent: out.content.append(text); break;
+    case State::kReasoning:
+      out.reasoning.append(text);
+      break;
+    case State::kContent:
+      out.content.append(text);
+      break;
     case State::kTentativeToolCall:
       hold_.append(text);
       resolve_tentative(out, false);
@@ -70,13 +80,18 @@ void ReasoningSplitter::feed_control(ControlToken t, ReasoningSplit& out) {
     return;
   }
   switch (t) {
-    case ControlToken::kThinkOpen: break;  // `<think>` at the start (older templates): dropped
-    case ControlToken::kThinkClose: state_ = State::kContent; break;
+    case ControlToken::kThinkOpen:
+      break;  // `<think>` at the start (older templates): dropped
+    case ControlToken::kThinkClose:
+      state_ = State::kContent;
+      break;
     case ControlToken::kToolCallOpen:
       hold_ = control_token_text(t);
       state_ = State::kTentativeToolCall;
       break;
-    case ControlToken::kToolCallClose: out.reasoning.append(control_token_text(t)); break;
+    case ControlToken::kToolCallClose:
+      out.reasoning.append(control_token_text(t));
+      break;
   }
 }
 

@@ -3,7 +3,9 @@
 
 namespace ds::text {
 
-bool is_known_tool_parser(const std::string& name) { return name == "qwen3_coder" || name == "qwen3_xml"; }
+bool is_known_tool_parser(const std::string& name) {
+  return name == "qwen3_coder" || name == "qwen3_xml";
+}
 
 Status validate_tool_parser_flags(bool enable_auto_tool_choice, const std::string& tool_parser) {
   if (!tool_parser.empty() && !is_known_tool_parser(tool_parser))
@@ -56,7 +58,9 @@ Status validate_tool_choice(const nlohmann::json& request, bool enable_auto_tool
         if (t.is_object() && t.contains("function") && t["function"].is_object() &&
             t["function"].value("name", std::string()) == name)
           found = true;
-      if (!found) return invalid_argument("The tool specified in `tool_choice` does not match any of the specified `tools`");
+      if (!found)
+        return invalid_argument(
+            "The tool specified in `tool_choice` does not match any of the specified `tools`");
     } else if (!tc.is_string() || (tc != "none" && tc != "auto" && tc != "required")) {
       return invalid_argument("Invalid value for `tool_choice`: " + tc.dump() +
                               "! Only named tools, \"none\", \"auto\" or \"required\" are supported.");
@@ -64,11 +68,13 @@ Status validate_tool_choice(const nlohmann::json& request, bool enable_auto_tool
   }
   const std::string choice = effective_tool_choice(request);
   if (choice == "auto" && !(enable_auto_tool_choice && is_known_tool_parser(tool_parser)))
-    return invalid_argument("\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set");
+    return invalid_argument(
+        "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set");
   if (choice == "required" || choice == "function")
-    return invalid_argument(std::string("tool_choice=") + (choice == "required" ? "\"required\"" : "a named function") +
-                            " needs constrained decoding (structured outputs), which deltaserve does not support "
-                            "yet; use tool_choice=\"auto\" with --enable-auto-tool-choice");
+    return invalid_argument(
+        std::string("tool_choice=") + (choice == "required" ? "\"required\"" : "a named function") +
+        " needs constrained decoding (structured outputs), which deltaserve does not support "
+        "yet; use tool_choice=\"auto\" with --enable-auto-tool-choice");
   return Status::ok();
 }
 

@@ -5,10 +5,10 @@
 // thing is a schema parameter, `</function>`, `</tool_call>` or the end; a line-initial
 // `<parameter=NAME>` nests (so its `</parameter>` is literal) unless NAME is an unseen schema
 // parameter, in which case the value was missing its close tag.
+#include "deltaserve/text/tool_parser.h"
+
 #include <algorithm>
 #include <cstring>
-
-#include "deltaserve/text/tool_parser.h"
 
 namespace ds::text {
 namespace {
@@ -20,16 +20,21 @@ constexpr std::string_view kFunctionClose = "</function>";
 constexpr std::string_view kParamOpen = "<parameter=";
 constexpr std::string_view kParamClose = "</parameter>";
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 // vLLM `_is_valid_function_name`: template syntax, quotes and whitespace mark a phantom call.
-bool bad_name_char(char c) { return c == '{' || c == '}' || c == '<' || c == '"' || c == '\'' || is_ws(c); }
+bool bad_name_char(char c) {
+  return c == '{' || c == '}' || c == '<' || c == '"' || c == '\'' || is_ws(c);
+}
 
 bool could_be_null_word(const std::string& raw) {
   if (raw.size() > 4) return false;
   std::string l = raw;
   for (auto& c : l)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return std::string_view("null").substr(0, l.size()) == l || std::string_view("none").substr(0, l.size()) == l;
+  return std::string_view("null").substr(0, l.size()) == l ||
+         std::string_view("none").substr(0, l.size()) == l;
 }
 
 }  // namespace
@@ -71,7 +76,9 @@ void ToolCallParser::finish(std::vector<ToolEvent>& out) {
   pos_ = 0;
 }
 
-void ToolCallParser::consume(size_t n) { pos_ += n; }
+void ToolCallParser::consume(size_t n) {
+  pos_ += n;
+}
 
 ToolCallParser::Tri ToolCallParser::match(size_t pos, std::string_view lit) const {
   const size_t avail = buf_.size() > pos ? buf_.size() - pos : 0;
@@ -115,7 +122,7 @@ ToolCallParser::Tri ToolCallParser::param_close_is_real(size_t after) const {
   size_t p = after;
   const Tri w = skip_ws(p);
   if (w != Tri::kYes) return w == Tri::kMore ? Tri::kMore : Tri::kYes;  // end of output: real
-  if (p < buf_.size() && is_ws(buf_[p])) return Tri::kNo;             // whitespace cap
+  if (p < buf_.size() && is_ws(buf_[p])) return Tri::kNo;               // whitespace cap
   const Tri mp = match(p, kParamOpen);
   if (mp == Tri::kYes) {
     std::string name;
@@ -345,7 +352,8 @@ bool ToolCallParser::step(std::vector<ToolEvent>& out) {
         pos_ = e == std::string::npos ? buf_.size() : e;
         return true;
       }
-      const Tri mp = match(pos_, kParamOpen), mfc = match(pos_, kFunctionClose), mtc = match(pos_, kToolCallClose);
+      const Tri mp = match(pos_, kParamOpen), mfc = match(pos_, kFunctionClose),
+                mtc = match(pos_, kToolCallClose);
       const Tri mfo = match(pos_, kFunctionOpen), mto = match(pos_, kToolCallOpen);
       if (mp == Tri::kYes) {
         consume(kParamOpen.size());
@@ -393,7 +401,8 @@ bool ToolCallParser::step(std::vector<ToolEvent>& out) {
       consume(1);
       return true;
     }
-    case State::kValue: return step_value(out);
+    case State::kValue:
+      return step_value(out);
     case State::kAfterFunc:
     case State::kAfterCall: {
       if (is_ws(c) && ws_hold_.size() <= limits_.max_lookahead_ws) {
@@ -425,7 +434,8 @@ bool ToolCallParser::step(std::vector<ToolEvent>& out) {
       }
       return true;
     }
-    case State::kDrain: return false;
+    case State::kDrain:
+      return false;
   }
   return false;
 }
@@ -501,7 +511,8 @@ bool ToolCallParser::step_value(std::vector<ToolEvent>& out) {
   }
   if ((mf == Tri::kYes || mc == Tri::kYes) && depth_ == 0) {
     const std::string_view tag = mf == Tri::kYes ? kFunctionClose : kToolCallClose;
-    const Tri real = mf == Tri::kYes ? function_close_is_real(pos_ + tag.size()) : call_close_is_real(pos_ + tag.size());
+    const Tri real =
+        mf == Tri::kYes ? function_close_is_real(pos_ + tag.size()) : call_close_is_real(pos_ + tag.size());
     if (real == Tri::kMore) return false;
     if (real == Tri::kYes) {
       held_nl_ = false;

@@ -1,5 +1,7 @@
 // json.loads, ast.literal_eval (literals only) and json.dumps with ensure_ascii=False, written so
 // typed tool-call arguments are byte-identical to what vLLM's Python produces.
+#include "deltaserve/text/tool_parser_pyvalue.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -8,7 +10,6 @@
 #include <vector>
 
 #include "deltaserve/text/tool_parser.h"
-#include "deltaserve/text/tool_parser_pyvalue.h"
 
 namespace ds::text {
 namespace py {
@@ -21,7 +22,9 @@ std::string lower_ascii(std::string_view s) {
   return r;
 }
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;  // a lone surrogate cannot be written as UTF-8
@@ -46,15 +49,23 @@ void append_utf8(std::string& out, uint32_t cp) {
 
 // Exact decimal digits of a whole double (Python int(float)).
 
-
-
 void dumps_into(const PyVal& v, std::string& out) {
   switch (v.kind) {
-    case PyVal::kNull: out += "null"; break;
-    case PyVal::kBool: out += v.b ? "true" : "false"; break;
-    case PyVal::kInt: out += v.text; break;
-    case PyVal::kFloat: out += py_float_repr(v.f); break;
-    case PyVal::kStr: out += json_quote(v.text); break;
+    case PyVal::kNull:
+      out += "null";
+      break;
+    case PyVal::kBool:
+      out += v.b ? "true" : "false";
+      break;
+    case PyVal::kInt:
+      out += v.text;
+      break;
+    case PyVal::kFloat:
+      out += py_float_repr(v.f);
+      break;
+    case PyVal::kStr:
+      out += json_quote(v.text);
+      break;
     case PyVal::kList:
       out += '[';
       for (size_t i = 0; i < v.items.size(); ++i) {
@@ -178,10 +189,14 @@ class JsonReader {
     for (int k = 0; k < 4; ++k) {
       const char c = s_[i_++];
       cp <<= 4;
-      if (c >= '0' && c <= '9') cp |= static_cast<uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') cp |= static_cast<uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') cp |= static_cast<uint32_t>(c - 'A' + 10);
-      else return false;
+      if (c >= '0' && c <= '9')
+        cp |= static_cast<uint32_t>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        cp |= static_cast<uint32_t>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        cp |= static_cast<uint32_t>(c - 'A' + 10);
+      else
+        return false;
     }
     return true;
   }
@@ -199,14 +214,30 @@ class JsonReader {
       if (++i_ >= s_.size()) return false;
       const char e = s_[i_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (!hex4(cp)) return false;
@@ -223,7 +254,8 @@ class JsonReader {
           append_utf8(out, cp);
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
     return false;
@@ -331,8 +363,10 @@ class PyLiteralReader {
       ws();
       if (!number(v)) return false;
       if (c == '-') {
-        if (v.kind == PyVal::kFloat) v.f = -v.f;
-        else if (v.text != "0") v.text = v.text[0] == '-' ? v.text.substr(1) : "-" + v.text;
+        if (v.kind == PyVal::kFloat)
+          v.f = -v.f;
+        else if (v.text != "0")
+          v.text = v.text[0] == '-' ? v.text.substr(1) : "-" + v.text;
       }
       return true;
     }
@@ -341,8 +375,9 @@ class PyLiteralReader {
   }
   bool number(PyVal& v) {
     const size_t start = i_;
-    while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) || s_[i_] == '_' || s_[i_] == '.' ||
-                              ((s_[i_] == '+' || s_[i_] == '-') && (s_[i_ - 1] == 'e' || s_[i_ - 1] == 'E'))))
+    while (i_ < s_.size() &&
+           (std::isalnum(static_cast<unsigned char>(s_[i_])) || s_[i_] == '_' || s_[i_] == '.' ||
+            ((s_[i_] == '+' || s_[i_] == '-') && (s_[i_ - 1] == 'e' || s_[i_ - 1] == 'E'))))
       ++i_;
     std::string tok(s_.substr(start, i_ - start));
     if (tok.empty()) return false;
@@ -359,16 +394,20 @@ class PyLiteralReader {
     }
     const std::string lt = lower_ascii(t);
     int base = 0;
-    if (starts_with(lt, "0x")) base = 16;
-    else if (starts_with(lt, "0o")) base = 8;
-    else if (starts_with(lt, "0b")) base = 2;
+    if (starts_with(lt, "0x"))
+      base = 16;
+    else if (starts_with(lt, "0o"))
+      base = 8;
+    else if (starts_with(lt, "0b"))
+      base = 2;
     if (base) {
       const std::string digits = lt.substr(2);
       if (digits.empty()) return false;
       // arbitrary precision: repeated multiply-add in decimal
       std::vector<int> dec{0};
       for (char ch : digits) {
-        int d = std::isdigit(static_cast<unsigned char>(ch)) ? ch - '0' : (ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : 99);
+        int d = std::isdigit(static_cast<unsigned char>(ch)) ? ch - '0'
+                                                             : (ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : 99);
         if (d >= base) return false;
         int carry = d;
         for (auto& x : dec) {
@@ -413,16 +452,20 @@ class PyLiteralReader {
     v.kind = PyVal::kFloat;
     std::string num = lt[0] == '.' ? "0" + lt : lt;
     auto r = std::from_chars(num.data(), num.data() + num.size(), v.f);
-    if (r.ec == std::errc::result_out_of_range) v.f = lt.find("e-") != std::string::npos ? 0.0 : INFINITY;
-    else if (r.ptr != num.data() + num.size()) return false;
+    if (r.ec == std::errc::result_out_of_range)
+      v.f = lt.find("e-") != std::string::npos ? 0.0 : INFINITY;
+    else if (r.ptr != num.data() + num.size())
+      return false;
     return true;
   }
   bool one_string(std::string& out) {
     bool raw = false;
     while (i_ < s_.size() && std::isalpha(static_cast<unsigned char>(s_[i_]))) {
       const char p = static_cast<char>(std::tolower(static_cast<unsigned char>(s_[i_])));
-      if (p == 'r') raw = true;
-      else if (p != 'u') return false;  // b'', f'' and names are not JSON literals
+      if (p == 'r')
+        raw = true;
+      else if (p != 'u')
+        return false;  // b'', f'' and names are not JSON literals
       ++i_;
     }
     if (i_ >= s_.size() || (s_[i_] != '\'' && s_[i_] != '"')) return false;
@@ -451,17 +494,38 @@ class PyLiteralReader {
       }
       i_ += 2;
       switch (e) {
-        case '\n': break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'v': out += '\v'; break;
+        case '\n':
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'v':
+          out += '\v';
+          break;
         case 'x':
         case 'u':
         case 'U': {
@@ -471,7 +535,9 @@ class PyLiteralReader {
           for (int k = 0; k < n; ++k) {
             const char h = s_[i_++];
             if (!std::isxdigit(static_cast<unsigned char>(h))) return false;
-            cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : std::tolower(h) - 'a' + 10);
+            cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h))
+                                                     ? h - '0'
+                                                     : std::tolower(h) - 'a' + 10);
           }
           append_utf8(out, cp);
           break;
@@ -496,7 +562,8 @@ class PyLiteralReader {
     while (true) {
       const size_t save = i_;
       ws();
-      if (i_ < s_.size() && (s_[i_] == '\'' || s_[i_] == '"' || std::isalpha(static_cast<unsigned char>(s_[i_])))) {
+      if (i_ < s_.size() &&
+          (s_[i_] == '\'' || s_[i_] == '"' || std::isalpha(static_cast<unsigned char>(s_[i_])))) {
         if (!one_string(v.text)) return false;
       } else {
         i_ = save;
@@ -538,24 +605,39 @@ class PyLiteralReader {
   }
   static bool key_string(const PyVal& k, std::string& out) {  // json.dumps key coercion
     switch (k.kind) {
-      case PyVal::kStr: out = k.text; return true;
-      case PyVal::kInt: out = k.text; return true;
-      case PyVal::kFloat: out = py_float_repr(k.f); return true;
-      case PyVal::kBool: out = k.b ? "true" : "false"; return true;
-      case PyVal::kNull: out = "null"; return true;
-      default: return false;
+      case PyVal::kStr:
+        out = k.text;
+        return true;
+      case PyVal::kInt:
+        out = k.text;
+        return true;
+      case PyVal::kFloat:
+        out = py_float_repr(k.f);
+        return true;
+      case PyVal::kBool:
+        out = k.b ? "true" : "false";
+        return true;
+      case PyVal::kNull:
+        out = "null";
+        return true;
+      default:
+        return false;
     }
   }
   // Python key identity: 1 == 1.0 == True share one slot (the first key's spelling is kept).
   static std::string key_identity(const PyVal& k) {
     switch (k.kind) {
-      case PyVal::kBool: return k.b ? "n:1" : "n:0";
-      case PyVal::kInt: return "n:" + k.text;
+      case PyVal::kBool:
+        return k.b ? "n:1" : "n:0";
+      case PyVal::kInt:
+        return "n:" + k.text;
       case PyVal::kFloat:
         return std::isfinite(k.f) && k.f == std::trunc(k.f) ? "n:" + whole_double_to_int_string(k.f)
-                                                             : "f:" + py_float_repr(k.f);
-      case PyVal::kNull: return "None";
-      default: return "s:" + k.text;
+                                                            : "f:" + py_float_repr(k.f);
+      case PyVal::kNull:
+        return "None";
+      default:
+        return "s:" + k.text;
     }
   }
   bool dict(PyVal& v, int depth) {
@@ -622,9 +704,12 @@ std::string whole_double_to_int_string(double v) {
   return s;
 }
 
-
-bool json_loads(std::string_view text, PyVal& out) { return JsonReader(text).parse(out); }
-bool literal_eval(std::string_view text, PyVal& out) { return PyLiteralReader(text).parse(out); }
+bool json_loads(std::string_view text, PyVal& out) {
+  return JsonReader(text).parse(out);
+}
+bool literal_eval(std::string_view text, PyVal& out) {
+  return PyLiteralReader(text).parse(out);
+}
 
 std::string dumps(const PyVal& v) {
   std::string s;
@@ -634,71 +719,6 @@ std::string dumps(const PyVal& v) {
 
 // Python int(str): whitespace, sign, digits with single underscores, leading zeros allowed.
 }  // namespace py
-
-void json_escape_append(std::string& out, std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += "\\u00";
-          out += kHex[(c >> 4) & 0xF];
-          out += kHex[c & 0xF];
-        } else {
-          out += c;
-        }
-    }
-  }
-}
-
-std::string json_quote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  json_escape_append(out, s);
-  out += '"';
-  return out;
-}
-
-std::string py_float_repr(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
-  std::string sci(buf, r.ptr);  // [-]d[.ddd]e[+-]XX, shortest round trip
-  std::string out;
-  size_t k = 0;
-  if (sci[0] == '-') out += '-', k = 1;
-  const size_t epos = sci.find('e');
-  std::string digits;
-  for (size_t i = k; i < epos; ++i)
-    if (sci[i] != '.') digits += sci[i];
-  const int exp = std::stoi(sci.substr(epos + 1));
-  const int decpt = exp + 1;
-  if (decpt > -4 && decpt <= 16) {
-    if (decpt <= 0) {
-      out += "0." + std::string(static_cast<size_t>(-decpt), '0') + digits;
-    } else if (static_cast<size_t>(decpt) >= digits.size()) {
-      out += digits + std::string(static_cast<size_t>(decpt) - digits.size(), '0') + ".0";
-    } else {
-      out += digits.substr(0, static_cast<size_t>(decpt)) + "." + digits.substr(static_cast<size_t>(decpt));
-    }
-    return out;
-  }
-  out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
-  out += exp < 0 ? "e-" : "e+";
-  const std::string e = std::to_string(std::abs(exp));
-  out += (e.size() < 2 ? "0" : "") + e;
-  return out;
-}
 
 std::optional<std::string> py_json_loads_dumps(std::string_view text) {
   py::PyVal v;

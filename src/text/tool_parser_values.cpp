@@ -11,7 +11,6 @@
 #include "deltaserve/text/tool_parser.h"
 #include "deltaserve/text/tool_parser_pyvalue.h"
 
-
 namespace ds::text {
 namespace {
 
@@ -22,7 +21,9 @@ std::string lower_ascii(std::string_view s) {
   return r;
 }
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 // Python str.strip() for the ASCII whitespace a model can emit.
 std::string_view py_strip(std::string_view s) {
@@ -46,7 +47,8 @@ std::optional<std::string> py_int(std::string_view raw) {
   std::string digits;
   for (size_t k = 0; k < s.size(); ++k) {
     if (s[k] == '_') {
-      if (k == 0 || k + 1 >= s.size() || s[k - 1] == '_' || !std::isdigit(static_cast<unsigned char>(s[k + 1])))
+      if (k == 0 || k + 1 >= s.size() || s[k - 1] == '_' ||
+          !std::isdigit(static_cast<unsigned char>(s[k + 1])))
         return std::nullopt;
       continue;
     }
@@ -113,7 +115,8 @@ ParamSpec param_spec(const nlohmann::json* properties, const std::string& name) 
   auto pick_from = [&](const nlohmann::json& options) {
     bool picked = false;
     for (const auto& o : options) {
-      const nlohmann::json* t = o.is_object() && o.contains("type") ? &o["type"] : (o.is_string() ? &o : nullptr);
+      const nlohmann::json* t =
+          o.is_object() && o.contains("type") ? &o["type"] : (o.is_string() ? &o : nullptr);
       if (!t) continue;
       const std::string tn = lower_ascii(py_strip(type_name_of(*t)));
       if (tn == "null") {
@@ -137,7 +140,8 @@ ParamSpec param_spec(const nlohmann::json* properties, const std::string& name) 
     pick_from(p["oneOf"]);
   }
   auto starts = [&](const char* pre) { return starts_with(type, pre); };
-  if (type == "string" || type == "str" || type == "text" || type == "varchar" || type == "char" || type == "enum")
+  if (type == "string" || type == "str" || type == "text" || type == "varchar" || type == "char" ||
+      type == "enum")
     spec.kind = ParamKind::kString;
   else if (starts("int") || starts("uint") || starts("long") || starts("short") || starts("unsigned"))
     spec.kind = ParamKind::kInteger;
@@ -169,7 +173,8 @@ std::string convert_param_value(std::string_view raw, const ParamSpec& spec) {
       if (*f == std::trunc(*f)) return py::whole_double_to_int_string(*f);
       return py_float_repr(*f);
     }
-    case ParamKind::kBoolean: return low == "true" ? "true" : "false";
+    case ParamKind::kBoolean:
+      return low == "true" ? "true" : "false";
     case ParamKind::kContainer: {
       py::PyVal v;
       if (py::json_loads(raw, v)) {
@@ -197,5 +202,83 @@ std::string convert_param_value(std::string_view raw, const ParamSpec& spec) {
   }
 }
 
+void json_escape_append(std::string& out, std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += "\\u00";
+          out += kHex[(c >> 4) & 0xF];
+          out += kHex[c & 0xF];
+        } else {
+          out += c;
+        }
+    }
+  }
+}
+
+std::string json_quote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  json_escape_append(out, s);
+  out += '"';
+  return out;
+}
+
+std::string py_float_repr(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+  std::string sci(buf, r.ptr);  // [-]d[.ddd]e[+-]XX, shortest round trip
+  std::string out;
+  size_t k = 0;
+  if (sci[0] == '-') out += '-', k = 1;
+  const size_t epos = sci.find('e');
+  std::string digits;
+  for (size_t i = k; i < epos; ++i)
+    if (sci[i] != '.') digits += sci[i];
+  const int exp = std::stoi(sci.substr(epos + 1));
+  const int decpt = exp + 1;
+  if (decpt > -4 && decpt <= 16) {
+    if (decpt <= 0) {
+      out += "0." + std::string(static_cast<size_t>(-decpt), '0') + digits;
+    } else if (static_cast<size_t>(decpt) >= digits.size()) {
+      out += digits + std::string(static_cast<size_t>(decpt) - digits.size(), '0') + ".0";
+    } else {
+      out += digits.substr(0, static_cast<size_t>(decpt)) + "." + digits.substr(static_cast<size_t>(decpt));
+    }
+    return out;
+  }
+  out += digits.substr(0, 1);
+  if (digits.size() > 1) out += "." + digits.substr(1);
+  out += exp < 0 ? "e-" : "e+";
+  const std::string e = std::to_string(std::abs(exp));
+  out += (e.size() < 2 ? "0" : "") + e;
+  return out;
+}
 
 }  // namespace ds::text

@@ -12,16 +12,56 @@ namespace {
 
 using json = nlohmann::json;
 
-const json kTools = json::parse(R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+const json kTools =
+    json::parse(R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
   "properties": {"a": {"type": "string"}, "b": {"type": "integer"}, "c": {"type": "object"},
   "d": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "e": {"type": "boolean"}, "g": {"type": "weird"}}}}}])");
 
-const char* kFragments[] = {
-    "<tool_call>", "</tool_call>", "<function=", "<function=f>", "<function=g>", "<function={{x}}>", "</function>",
-    "<parameter=", "<parameter=a>", "<parameter=b>", "<parameter=c>", "<parameter=d>", "<parameter=e>",
-    "<parameter=g>", "<parameter=zz>", "</parameter>", "<think>", "</think>", "\n", "\n\n", " ", "x", "hello",
-    "{", "}", "[1, 2]", "{'k': 'v'}", "\"", "'", "\\", "null", "None", "42", "3.5", "true", "<", ">", "=", "<tool",
-    "</para", "\xc3\xa9", "\xff", "\xe2\x82", "\x01", "\t"};
+const char* kFragments[] = {"<tool_call>",
+                            "</tool_call>",
+                            "<function=",
+                            "<function=f>",
+                            "<function=g>",
+                            "<function={{x}}>",
+                            "</function>",
+                            "<parameter=",
+                            "<parameter=a>",
+                            "<parameter=b>",
+                            "<parameter=c>",
+                            "<parameter=d>",
+                            "<parameter=e>",
+                            "<parameter=g>",
+                            "<parameter=zz>",
+                            "</parameter>",
+                            "<think>",
+                            "</think>",
+                            "\n",
+                            "\n\n",
+                            " ",
+                            "x",
+                            "hello",
+                            "{",
+                            "}",
+                            "[1, 2]",
+                            "{'k': 'v'}",
+                            "\"",
+                            "'",
+                            "\\",
+                            "null",
+                            "None",
+                            "42",
+                            "3.5",
+                            "true",
+                            "<",
+                            ">",
+                            "=",
+                            "<tool",
+                            "</para",
+                            "\xc3\xa9",
+                            "\xff",
+                            "\xe2\x82",
+                            "\x01",
+                            "\t"};
 
 std::string random_output(std::mt19937_64& rng) {
   std::string s;
@@ -65,15 +105,17 @@ TEST(ParserFuzz, RandomFragmentSoup) {
 // Well-formed calls with random values: whatever the value, the arguments round-trip.
 TEST(ParserFuzz, RandomStringValuesRoundTrip) {
   std::mt19937_64 rng(99);
-  const char* alphabet[] = {"a", " ", "\n", "<", "/", "\"", "\\", "\xc3\xa9", "</parameter", "<parameter=b",
-                            "</function", "\t", "{", "}", "</tool_call"};
+  const char* alphabet[] = {"a",          " ",  "\n",       "<",           "/",
+                            "\"",         "\\", "\xc3\xa9", "</parameter", "<parameter=b",
+                            "</function", "\t", "{",        "}",           "</tool_call"};
   for (int it = 0; it < 500; ++it) {
     std::string v;
     const int n = static_cast<int>(rng() % 30);
     for (int i = 0; i < n; ++i) v += alphabet[rng() % (sizeof(alphabet) / sizeof(alphabet[0]))];
     // The model's format puts the value between newlines. A value cannot contain a complete tag
     // that ends it (`</parameter>` + `</function>`), so the alphabet has no '>' to complete one.
-    const std::string out = "<tool_call>\n<function=f>\n<parameter=a>\n" + v + "\n</parameter>\n</function>\n</tool_call>";
+    const std::string out =
+        "<tool_call>\n<function=f>\n<parameter=a>\n" + v + "\n</parameter>\n</function>\n</tool_call>";
     const OutputParserOptions o = options(false, true, kTools);
     const ParseRun r = run_whole(o, out);
     ASSERT_EQ(r.msg.tool_calls.size(), 1u) << json(out).dump();
@@ -106,7 +148,8 @@ TEST(ParserFuzz, AdversarialInputsStayLinear) {
   };
   const std::vector<Case> cases = {
       {"content '<' x1M", "</think>", std::string(mb, '<'), ""},
-      {"content '<tool' repeated", "</think>", [] {
+      {"content '<tool' repeated", "</think>",
+       [] {
          std::string s;
          while (s.size() < (1 << 20)) s += "<tool <function <para ";
          return s;
@@ -115,7 +158,8 @@ TEST(ParserFuzz, AdversarialInputsStayLinear) {
       {"reasoning 1MB", "", std::string(mb, 'r'), "</think>ok"},
       {"string value 2MB", "</think><tool_call>\n<function=f>\n<parameter=a>\n", std::string(2 * mb, 'v'),
        "\n</parameter>\n</function>\n</tool_call>"},
-      {"value of newlines", "</think><tool_call>\n<function=f>\n<parameter=a>\n", std::string(mb, '\n'), "</parameter>"},
+      {"value of newlines", "</think><tool_call>\n<function=f>\n<parameter=a>\n", std::string(mb, '\n'),
+       "</parameter>"},
       {"value of fake closes", "</think><tool_call>\n<function=f>\n<parameter=a>\n",
        [] {
          std::string s;
@@ -126,7 +170,8 @@ TEST(ParserFuzz, AdversarialInputsStayLinear) {
       {"spaces after a close tag", "</think><tool_call>\n<function=f>\n<parameter=a>\nv</parameter>",
        std::string(mb, ' '), "x</parameter></function>"},
       {"spaces after <tool_call>", "</think><tool_call>", std::string(mb, ' '), "<function=f></function>"},
-      {"object value 1MB", "</think><tool_call>\n<function=f>\n<parameter=c>\n[", [] {
+      {"object value 1MB", "</think><tool_call>\n<function=f>\n<parameter=c>\n[",
+       [] {
          std::string s;
          while (s.size() < (1 << 20)) s += "1, ";
          return s;
@@ -156,7 +201,8 @@ TEST(ParserFuzz, OversizedValueIsCutWithAnError) {
   EXPECT_EQ(m.finish_reason, "stop");  // cut inside a call: not reported as a clean tool call
   // non-string values are capped the same way
   ParsedMessage m2;
-  seconds_to_feed(o, "<tool_call>\n<function=f>\n<parameter=c>\n", std::string(3u << 20, '['), "", 65536, &m2);
+  seconds_to_feed(o, "<tool_call>\n<function=f>\n<parameter=c>\n", std::string(3u << 20, '['), "", 65536,
+                  &m2);
   EXPECT_FALSE(m2.error.empty());
   ASSERT_EQ(m2.tool_calls.size(), 1u);
   EXPECT_TRUE(json::accept(m2.tool_calls[0].arguments));
@@ -167,11 +213,13 @@ TEST(ParserFuzz, DeepNestingInValues) {
   std::string body;
   for (int i = 0; i < 20000; ++i) body += "\n<parameter=zz>";
   ParsedMessage m;
-  seconds_to_feed(o, "<tool_call>\n<function=f>\n<parameter=a>\n", body, "\n</parameter>\n</function>", 13, &m);
+  seconds_to_feed(o, "<tool_call>\n<function=f>\n<parameter=a>\n", body, "\n</parameter>\n</function>", 13,
+                  &m);
   ASSERT_EQ(m.tool_calls.size(), 1u);
   EXPECT_TRUE(json::accept(m.tool_calls[0].arguments));
   ParsedMessage m2;  // deeply nested container value: depth-limited parse, kept as a string
-  seconds_to_feed(o, "<tool_call>\n<function=f>\n<parameter=c>\n", std::string(100000, '['), "\n</parameter>", 4096, &m2);
+  seconds_to_feed(o, "<tool_call>\n<function=f>\n<parameter=c>\n", std::string(100000, '['), "\n</parameter>",
+                  4096, &m2);
   ASSERT_EQ(m2.tool_calls.size(), 1u);
   EXPECT_TRUE(json::parse(m2.tool_calls[0].arguments)["c"].is_string());
 }

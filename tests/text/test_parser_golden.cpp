@@ -2,11 +2,10 @@
 // modes it lists, then re-run at every split point, unit by unit and in random chunks.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "deltaserve/text/tool_choice.h"
@@ -45,7 +44,9 @@ void check_tool_expectations(const json& c, const ParsedMessage& m) {
   const json& e = c["expected"];
   const std::string id = c["id"];
   SCOPED_TRACE(id + ": " + describe(m));
-  if (e.contains("tools_called")) { EXPECT_EQ(!m.tool_calls.empty(), e["tools_called"].get<bool>()); }
+  if (e.contains("tools_called")) {
+    EXPECT_EQ(!m.tool_calls.empty(), e["tools_called"].get<bool>());
+  }
   if (e.contains("tool_calls")) {
     ASSERT_EQ(m.tool_calls.size(), e["tool_calls"].size());
     for (size_t i = 0; i < m.tool_calls.size(); ++i) {
@@ -53,9 +54,13 @@ void check_tool_expectations(const json& c, const ParsedMessage& m) {
       const json got = json::parse(m.tool_calls[i].arguments, nullptr, false);
       EXPECT_EQ(got, e["tool_calls"][i]["arguments"]);
     }
-    if (!m.tool_calls.empty()) { EXPECT_EQ(m.finish_reason, "tool_calls"); }
+    if (!m.tool_calls.empty()) {
+      EXPECT_EQ(m.finish_reason, "tool_calls");
+    }
   }
-  if (e.contains("tool_calls_count")) { EXPECT_EQ(m.tool_calls.size(), e["tool_calls_count"].get<size_t>()); }
+  if (e.contains("tool_calls_count")) {
+    EXPECT_EQ(m.tool_calls.size(), e["tool_calls_count"].get<size_t>());
+  }
   if (e.contains("tool_call_names")) {
     std::vector<std::string> names;
     for (const auto& t : m.tool_calls) names.push_back(t.name);
@@ -71,7 +76,9 @@ void check_tool_expectations(const json& c, const ParsedMessage& m) {
     }
   }
   if (e.contains("content_contains")) {
-    for (const auto& s : as_list(e["content_contains"])) { EXPECT_NE(m.content.value_or("").find(s), std::string::npos) << s; }
+    for (const auto& s : as_list(e["content_contains"])) {
+      EXPECT_NE(m.content.value_or("").find(s), std::string::npos) << s;
+    }
   }
   if (e.contains("raw_arguments_must_not_contain")) {
     for (const auto& t : m.tool_calls) {
@@ -86,13 +93,17 @@ void check_tool_expectations(const json& c, const ParsedMessage& m) {
     EXPECT_EQ(keys, e["argument_keys_in_order"].get<std::vector<std::string>>());
   }
   if (e.contains("no_null_tool_calls")) {
-    for (const auto& t : m.tool_calls) { EXPECT_FALSE(t.name.empty()); }
+    for (const auto& t : m.tool_calls) {
+      EXPECT_FALSE(t.name.empty());
+    }
   }
   // Tool XML never reaches content, except where the model's text is not a valid call.
-  static const std::set<std::string> kLiteralXmlAllowed = {"inline_empty_tool_call_keeps_content",
-                                                           "jinja_phantom_call_rejected", "malformed_function_no_gt",
-                                                           "bad_call_filtered_then_valid_call"};
-  if (!kLiteralXmlAllowed.count(id)) { EXPECT_FALSE(has_tool_xml(m.content.value_or(""))) << m.content.value_or(""); }
+  static const std::set<std::string> kLiteralXmlAllowed = {
+      "inline_empty_tool_call_keeps_content", "jinja_phantom_call_rejected", "malformed_function_no_gt",
+      "bad_call_filtered_then_valid_call"};
+  if (!kLiteralXmlAllowed.count(id)) {
+    EXPECT_FALSE(has_tool_xml(m.content.value_or(""))) << m.content.value_or("");
+  }
 }
 
 // Streaming-shape assertions for unit-by-unit (token-by-token) runs.
@@ -103,7 +114,9 @@ void check_stream_expectations(const json& c, const ParseRun& r) {
   for (const auto& d : r.deltas) {
     if (!d.empty()) chunks.push_back(&d);
   }
-  if (e.contains("min_chunks")) { EXPECT_GE(chunks.size(), e["min_chunks"].get<size_t>()); }
+  if (e.contains("min_chunks")) {
+    EXPECT_GE(chunks.size(), e["min_chunks"].get<size_t>());
+  }
   if (e.value("first_chunk_is_content", false)) {
     ASSERT_FALSE(chunks.empty());
     EXPECT_FALSE(chunks[0]->content.empty());
@@ -113,7 +126,9 @@ void check_stream_expectations(const json& c, const ParseRun& r) {
     const auto allowed = e["header_chunk_arguments_in"].get<std::vector<std::string>>();
     for (const auto* d : chunks) {
       for (const auto& tc : d->tool_calls) {
-        if (tc.header) { EXPECT_NE(std::find(allowed.begin(), allowed.end(), tc.arguments), allowed.end()); }
+        if (tc.header) {
+          EXPECT_NE(std::find(allowed.begin(), allowed.end(), tc.arguments), allowed.end());
+        }
       }
     }
   }
@@ -163,8 +178,10 @@ TEST(ParserGolden, ToolCases) {
             ASSERT_GE(given.deltas.size(), 2u);
             std::string args;
             for (const auto& tc : given.deltas[1].tool_calls) args += tc.arguments;
-            EXPECT_NE(args.find(c["expected"]["second_delta_has_tool_call_arguments_containing"].get<std::string>()),
-                      std::string::npos);
+            EXPECT_NE(
+                args.find(
+                    c["expected"]["second_delta_has_tool_call_arguments_containing"].get<std::string>()),
+                std::string::npos);
           }
         }
         if (parser == "qwen3_coder") {
@@ -197,8 +214,12 @@ TEST(ParserGolden, ToolInputsWithoutExpectations) {
   // No tools: every value stays a string (vLLM: no schema -> str).
   ASSERT_EQ(got["xml_various_data_types"].tool_calls.size(), 1u);
   EXPECT_EQ(json::parse(got["xml_various_data_types"].tool_calls[0].arguments),
-            json({{"string_field", "hello"}, {"int_field", "42"}, {"float_field", "3.14"}, {"bool_field", "true"},
-                  {"null_field", "null"}, {"array_field", "[\"a\", \"b\", \"c\"]"},
+            json({{"string_field", "hello"},
+                  {"int_field", "42"},
+                  {"float_field", "3.14"},
+                  {"bool_field", "true"},
+                  {"null_field", "null"},
+                  {"array_field", "[\"a\", \"b\", \"c\"]"},
                   {"object_field", "{\"nested\": \"value\"}"}}));
   ASSERT_EQ(got["xml_empty_arguments"].tool_calls.size(), 1u);
   EXPECT_EQ(got["xml_empty_arguments"].tool_calls[0].arguments, "{}");
@@ -213,12 +234,19 @@ TEST(ParserGolden, ToolInputsWithoutExpectations) {
   EXPECT_TRUE(got["xml_malformed_2"].tool_calls.empty());  // empty name: not a call
 }
 
-void expect_reasoning(const ParsedMessage& m, const json& reasoning, const json& content, const std::string& id) {
+void expect_reasoning(const ParsedMessage& m, const json& reasoning, const json& content,
+                      const std::string& id) {
   SCOPED_TRACE(id + ": " + describe(m));
-  if (reasoning.is_null()) { EXPECT_FALSE(m.reasoning.has_value()); }
-  else { EXPECT_EQ(m.reasoning.value_or("<null>"), reasoning.get<std::string>()); }
-  if (content.is_null()) { EXPECT_FALSE(m.content.has_value()); }
-  else { EXPECT_EQ(m.content.value_or("<null>"), content.get<std::string>()); }
+  if (reasoning.is_null()) {
+    EXPECT_FALSE(m.reasoning.has_value());
+  } else {
+    EXPECT_EQ(m.reasoning.value_or("<null>"), reasoning.get<std::string>());
+  }
+  if (content.is_null()) {
+    EXPECT_FALSE(m.content.has_value());
+  } else {
+    EXPECT_EQ(m.content.value_or("<null>"), content.get<std::string>());
+  }
 }
 
 // With the tool parser on too, raw tool XML expected in content becomes a parsed call instead.
@@ -227,8 +255,11 @@ void expect_reasoning_with_tools(const ParsedMessage& m, const json& reasoning, 
   const bool xml = content.is_string() && content.get<std::string>().find("<tool_call>") != std::string::npos;
   if (!xml) return expect_reasoning(m, reasoning, content, id);
   SCOPED_TRACE(id + " +tools: " + describe(m));
-  if (reasoning.is_null()) { EXPECT_FALSE(m.reasoning.has_value()); }
-  else { EXPECT_EQ(m.reasoning.value_or("<null>"), reasoning.get<std::string>()); }
+  if (reasoning.is_null()) {
+    EXPECT_FALSE(m.reasoning.has_value());
+  } else {
+    EXPECT_EQ(m.reasoning.value_or("<null>"), reasoning.get<std::string>());
+  }
   const std::string c = content.get<std::string>();
   const std::string before = c.substr(0, c.find("<tool_call>"));
   EXPECT_EQ(m.content.value_or(""), before);
@@ -248,8 +279,10 @@ TEST(ParserGolden, ReasoningCases) {
       const OutputParserOptions o = options(true, tools);
       const ParseRun r = run_whole(o, out);
       EXPECT_EQ(check_invariants(r), "");
-      if (tools) expect_reasoning_with_tools(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
-      else expect_reasoning(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
+      if (tools)
+        expect_reasoning_with_tools(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
+      else
+        expect_reasoning(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
       g_split_runs += check_all_splits(o, units_of(out), r.msg, c["id"], 20, n);
     }
     ++n;
@@ -263,8 +296,11 @@ TEST(ParserGolden, ReasoningCases) {
       const ParseRun r = run_deltas(o, deltas);
       EXPECT_EQ(check_invariants(r), "");
       // The last case ends inside an unfinished call; content holds the raw XML without a parser.
-      if (!tools) expect_reasoning(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
-      else { EXPECT_EQ(r.msg.reasoning.value_or(""), c["expected_reasoning"].get<std::string>()); }
+      if (!tools)
+        expect_reasoning(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
+      else {
+        EXPECT_EQ(r.msg.reasoning.value_or(""), c["expected_reasoning"].get<std::string>());
+      }
       EXPECT_EQ(diff_messages(run_whole(o, out).msg, r.msg), "");
       g_split_runs += check_all_splits(o, units_of(out), r.msg, c["id"], 20, n);
     }
@@ -276,8 +312,10 @@ TEST(ParserGolden, ReasoningCases) {
       const OutputParserOptions o = options(true, tools, nullptr, /*enable_thinking=*/false);
       const ParseRun r = run_whole(o, out);
       EXPECT_EQ(check_invariants(r), "");
-      if (tools) expect_reasoning_with_tools(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
-      else expect_reasoning(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
+      if (tools)
+        expect_reasoning_with_tools(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
+      else
+        expect_reasoning(r.msg, c["expected_reasoning"], c["expected_content"], c["id"]);
       g_split_runs += check_all_splits(o, units_of(out), r.msg, c["id"], 20, n);
     }
     ++n;
@@ -297,15 +335,26 @@ TEST(ParserGolden, ReasoningThenToolRecovery) {
     const ParseRun raw = run_whole(options(true, false), out);
     EXPECT_EQ(check_invariants(raw), "");
     if (e.contains("reasoning_not_contains")) {
-      EXPECT_EQ(raw.msg.reasoning.value_or("").find(e["reasoning_not_contains"].get<std::string>()), std::string::npos) << id;
+      EXPECT_EQ(raw.msg.reasoning.value_or("").find(e["reasoning_not_contains"].get<std::string>()),
+                std::string::npos)
+          << id;
     }
     if (e.contains("content_contains") && !e.contains("content_order")) {
-      for (const auto& s : as_list(e["content_contains"])) { EXPECT_NE(raw.msg.content.value_or("").find(s), std::string::npos) << id; }
+      for (const auto& s : as_list(e["content_contains"])) {
+        EXPECT_NE(raw.msg.content.value_or("").find(s), std::string::npos) << id;
+      }
     }
-    if (e.contains("content_order"))  // vLLM's non-streaming recovery appends the call after; we keep stream order
-      for (const auto& s : as_list(e["content_order"])) { EXPECT_NE(raw.msg.content.value_or("").find(s), std::string::npos) << id; }
-    if (e.contains("reasoning")) { EXPECT_EQ(raw.msg.reasoning.value_or(""), e["reasoning"].get<std::string>()) << id; }
-    if (e.contains("content")) { EXPECT_EQ(raw.msg.content.value_or(""), e["content"].get<std::string>()) << id; }
+    if (e.contains(
+            "content_order"))  // vLLM's non-streaming recovery appends the call after; we keep stream order
+      for (const auto& s : as_list(e["content_order"])) {
+        EXPECT_NE(raw.msg.content.value_or("").find(s), std::string::npos) << id;
+      }
+    if (e.contains("reasoning")) {
+      EXPECT_EQ(raw.msg.reasoning.value_or(""), e["reasoning"].get<std::string>()) << id;
+    }
+    if (e.contains("content")) {
+      EXPECT_EQ(raw.msg.content.value_or(""), e["content"].get<std::string>()) << id;
+    }
     // With the tool parser: the call is parsed, content has no XML.
     const OutputParserOptions o = options(true, true);
     const ParseRun r = run_whole(o, out);
@@ -319,8 +368,9 @@ TEST(ParserGolden, ReasoningThenToolRecovery) {
       EXPECT_EQ(r.msg.tool_calls[0].arguments, R"({"answer": "204"})");
     }
     if (e.contains("after_tool_parser")) {
-      EXPECT_NE(r.msg.content.value_or("").find(e["after_tool_parser"]["content_contains"].get<std::string>()),
-                std::string::npos);
+      EXPECT_NE(
+          r.msg.content.value_or("").find(e["after_tool_parser"]["content_contains"].get<std::string>()),
+          std::string::npos);
     }
     if (e.contains("content_contains") && e.contains("content_order")) {
       EXPECT_NE(r.msg.content.value_or("").find(e["content_contains"].get<std::string>()), std::string::npos);
@@ -330,8 +380,8 @@ TEST(ParserGolden, ReasoningThenToolRecovery) {
 }
 
 TEST(ParserGolden, ZReportCounts) {
-  std::printf("[parser golden] %zu cases, %zu chunked re-runs (every split point, unit by unit, random)\n", g_cases,
-              g_split_runs);
+  std::printf("[parser golden] %zu cases, %zu chunked re-runs (every split point, unit by unit, random)\n",
+              g_cases, g_split_runs);
   SUCCEED();
 }
 

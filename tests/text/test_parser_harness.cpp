@@ -41,7 +41,8 @@ std::vector<Unit> units_of(std::string_view tagged) {
   return u;
 }
 
-OutputParserOptions options(bool reasoning, bool tools, const nlohmann::json& tool_schemas, bool enable_thinking) {
+OutputParserOptions options(bool reasoning, bool tools, const nlohmann::json& tool_schemas,
+                            bool enable_thinking) {
   OutputParserOptions o;
   o.reasoning_parser = reasoning;
   o.enable_thinking = enable_thinking;
@@ -55,16 +56,20 @@ OutputParserOptions options(bool reasoning, bool tools, const nlohmann::json& to
 static int32_t id_of(ControlToken t) {
   const ControlTokenIds ids;
   switch (t) {
-    case ControlToken::kThinkOpen: return ids.think_open;
-    case ControlToken::kThinkClose: return ids.think_close;
-    case ControlToken::kToolCallOpen: return ids.tool_call_open;
-    case ControlToken::kToolCallClose: return ids.tool_call_close;
+    case ControlToken::kThinkOpen:
+      return ids.think_open;
+    case ControlToken::kThinkClose:
+      return ids.think_close;
+    case ControlToken::kToolCallOpen:
+      return ids.tool_call_open;
+    case ControlToken::kToolCallClose:
+      return ids.tool_call_close;
   }
   return 0;
 }
 
 ParseRun run_units(const OutputParserOptions& o_in, const std::vector<Unit>& units, const Cuts& cuts,
-              std::string_view finish_reason) {
+                   std::string_view finish_reason) {
   OutputParserOptions o = o_in;
   auto counter = std::make_shared<int>(0);
   o.make_tool_call_id = [counter] { return "call-" + std::to_string((*counter)++); };
@@ -115,7 +120,8 @@ std::string check_invariants(const ParseRun& r) {
       if (tc.header) {
         if (i != args.size()) return "header for index " + std::to_string(i) + " out of order";
         if (i >= r.msg.tool_calls.size()) return "header for a call not in the message";
-        if (tc.id != r.msg.tool_calls[i].id || tc.name != r.msg.tool_calls[i].name) return "header id/name differ";
+        if (tc.id != r.msg.tool_calls[i].id || tc.name != r.msg.tool_calls[i].name)
+          return "header id/name differ";
         args.emplace_back();
       } else if (i >= args.size()) {
         return "arguments before header for index " + std::to_string(i);
@@ -129,7 +135,8 @@ std::string check_invariants(const ParseRun& r) {
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] != r.msg.tool_calls[i].arguments) return "arguments of call " + std::to_string(i) + " differ";
     auto j = nlohmann::json::parse(args[i], nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return "arguments of call " + std::to_string(i) + " are not a JSON object: " + args[i];
+    if (j.is_discarded() || !j.is_object())
+      return "arguments of call " + std::to_string(i) + " are not a JSON object: " + args[i];
     if (r.msg.tool_calls[i].name.empty()) return "empty tool name";
   }
   if (r.msg.reasoning && r.msg.reasoning->empty()) return "empty (non-null) reasoning";
@@ -153,13 +160,15 @@ std::string diff_messages(const ParsedMessage& a, const ParsedMessage& b) {
 }
 
 bool has_tool_xml(const std::string& s) {
-  for (const char* t : {"<tool_call>", "</tool_call>", "<function=", "</function>", "<parameter=", "</parameter>"})
+  for (const char* t :
+       {"<tool_call>", "</tool_call>", "<function=", "</function>", "<parameter=", "</parameter>"})
     if (s.find(t) != std::string::npos) return true;
   return false;
 }
 
-size_t check_all_splits(const OutputParserOptions& o, const std::vector<Unit>& units, const ParsedMessage& ref,
-                        const std::string& label, int random_chunkings, uint64_t seed) {
+size_t check_all_splits(const OutputParserOptions& o, const std::vector<Unit>& units,
+                        const ParsedMessage& ref, const std::string& label, int random_chunkings,
+                        uint64_t seed) {
   size_t runs = 0;
   auto check = [&](const Cuts& cuts, const std::string& how) {
     const ParseRun r = run_units(o, units, cuts);

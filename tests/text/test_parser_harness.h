@@ -35,8 +35,9 @@ OutputParserOptions options(bool reasoning, bool tools, const nlohmann::json& to
 
 // Feeds through OutputParser::feed(ids, text) with the Qwen3.5 control ids.
 ParseRun run_units(const OutputParserOptions& o, const std::vector<Unit>& units, const Cuts& cuts,
-              std::string_view finish_reason = "stop");
-ParseRun run_whole(const OutputParserOptions& o, std::string_view tagged_output, std::string_view finish = "stop");
+                   std::string_view finish_reason = "stop");
+ParseRun run_whole(const OutputParserOptions& o, std::string_view tagged_output,
+                   std::string_view finish = "stop");
 ParseRun run_deltas(const OutputParserOptions& o, const std::vector<std::string>& tagged_deltas);
 
 // Streaming invariants; returns a failure description or "".
@@ -50,8 +51,9 @@ bool has_tool_xml(const std::string& s);
 
 // Runs every 2-way split, char-by-char and `random_chunkings` random chunkings; each must give the
 // reference message and keep the invariants. Returns the number of runs; failures via EXPECT.
-size_t check_all_splits(const OutputParserOptions& o, const std::vector<Unit>& units, const ParsedMessage& ref,
-                        const std::string& label, int random_chunkings, uint64_t seed);
+size_t check_all_splits(const OutputParserOptions& o, const std::vector<Unit>& units,
+                        const ParsedMessage& ref, const std::string& label, int random_chunkings,
+                        uint64_t seed);
 
 std::string shared_data_dir();
 

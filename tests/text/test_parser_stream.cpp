@@ -11,7 +11,8 @@ namespace {
 
 using json = nlohmann::json;
 
-const json kWriteTool = json::parse(R"([{"type": "function", "function": {"name": "write_file", "parameters": {
+const json kWriteTool =
+    json::parse(R"([{"type": "function", "function": {"name": "write_file", "parameters": {
   "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"},
   "optional": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "n": {"type": "integer"}}}}}])");
 
@@ -41,7 +42,8 @@ TEST(ParserStream, PartialTagPrefixIsHeldBack) {
 
 TEST(ParserStream, StringValuesStreamBeforeTheCloseTag) {
   OutputParser p(options(false, true, kWriteTool));
-  EXPECT_EQ(args_of(p.feed_text("<tool_call>\n<function=write_file>\n<parameter=content>\n")), "{\"content\": ");
+  EXPECT_EQ(args_of(p.feed_text("<tool_call>\n<function=write_file>\n<parameter=content>\n")),
+            "{\"content\": ");
   EXPECT_EQ(args_of(p.feed_text("line \"one\"")), "\"line \\\"one\\\"");
   EXPECT_EQ(args_of(p.feed_text("\n")), "");  // maybe the newline before </parameter>: held
   EXPECT_EQ(args_of(p.feed_text("two")), "\\ntwo");
@@ -54,7 +56,8 @@ TEST(ParserStream, StringValuesStreamBeforeTheCloseTag) {
 
 TEST(ParserStream, NullableStringWaitsUntilItCannotBeNull) {
   OutputParser p(options(false, true, kWriteTool));
-  EXPECT_EQ(args_of(p.feed_text("<tool_call>\n<function=write_file>\n<parameter=optional>\n")), "{\"optional\": ");
+  EXPECT_EQ(args_of(p.feed_text("<tool_call>\n<function=write_file>\n<parameter=optional>\n")),
+            "{\"optional\": ");
   EXPECT_EQ(args_of(p.feed_text("No")), "");
   EXPECT_EQ(args_of(p.feed_text("ne\n</parameter>\n</function>")), "null}");
   OutputParser q(options(false, true, kWriteTool));
@@ -94,7 +97,8 @@ TEST(ParserStream, TruncationKeepsLength) {
   EXPECT_EQ(r.msg.finish_reason, "length");
   EXPECT_EQ(r.msg.content.value_or(""), "\n\n");
   // a complete call followed by the end of output: tool_calls
-  r = run_whole(options(true, true, kWriteTool), "ok</think><tool_call>\n<function=write_file>\n</function>", "stop");
+  r = run_whole(options(true, true, kWriteTool), "ok</think><tool_call>\n<function=write_file>\n</function>",
+                "stop");
   EXPECT_EQ(r.msg.finish_reason, "tool_calls");
   EXPECT_EQ(r.msg.tool_calls.at(0).arguments, "{}");
 }
@@ -181,7 +185,10 @@ TEST(ParserStream, DeltaJsonShapes) {
   EXPECT_EQ(j["reasoning"], "r");
   EXPECT_EQ(j["reasoning_content"], "r");
   EXPECT_FALSE(j.contains("content"));
-  EXPECT_EQ(j["tool_calls"][0], json::parse(R"({"index":0,"id":"chatcmpl-tool-1","type":"function","function":{"name":"f","arguments":""}})"));
+  EXPECT_EQ(
+      j["tool_calls"][0],
+      json::parse(
+          R"({"index":0,"id":"chatcmpl-tool-1","type":"function","function":{"name":"f","arguments":""}})"));
   EXPECT_EQ(j["tool_calls"][1], json::parse(R"({"index":0,"function":{"arguments":"{\"a\": 1}"}})"));
   ParsedMessage m;
   m.content = "hi";
@@ -192,8 +199,9 @@ TEST(ParserStream, DeltaJsonShapes) {
 }
 
 TEST(ParserStream, StrayCloseTagsAfterACallDoNotLeak) {
-  const ParseRun r = run_whole(options(false, true, kWriteTool),
-                               "<tool_call>\n<function=write_file>\n</function>\n</tool_call>\n</tool_call>\nDone.");
+  const ParseRun r =
+      run_whole(options(false, true, kWriteTool),
+                "<tool_call>\n<function=write_file>\n</function>\n</tool_call>\n</tool_call>\nDone.");
   EXPECT_EQ(check_invariants(r), "");
   EXPECT_EQ(r.msg.content.value_or(""), "\nDone.");
   ASSERT_EQ(r.msg.tool_calls.size(), 1u);

@@ -35,7 +35,10 @@ const ValueCase kValueCases[] = {
     {"0.0001", "number", "0.0001"},
     {"0.00001", "number", "1e-05"},
     {"-2.50", "float", "-2.5"},
-    {"1e300", "number", "1000000000000000052504760255204420248704468581108159154915854115511802457988908195786371375080447864043704443832883878176942523235360430575644792184786706982848387200926575803737830233794788090059368953234970799945081119038967640880074652742780142494579258788820056842838115669472196386865459400540160"},
+    {"1e300", "number",
+     "1000000000000000052504760255204420248704468581108159154915854115511802457988908195786371375080447864043"
+     "7044438328838781769425232353604305756447921847867069828483872009265758037378302337947880900593689532349"
+     "70799945081119038967640880074652742780142494579258788820056842838115669472196386865459400540160"},
     {"nan", "number", "\"nan\""},
     {".5", "number", "0.5"},
     {"5.", "number", "5"},
@@ -58,12 +61,25 @@ const ValueCase kValueCases[] = {
     {"\"{'k': 'v'}\"", "object", "{\"k\": \"v\"}"},
     {"{\"a\": 1, \"a\": 2}", "object", "{\"a\": 2}"},
     {"{\"x\": 1e400}", "object", "{\"x\": Infinity}"},
-    {"{\"u\": \"\\u00e9\\ud83d\\ude00\"}", "object", "{\"u\": \"\xc3" "\xa9" "\xf0" "\x9f" "\x98" "\x80" "\"}"},
+    {"{\"u\": \"\\u00e9\\ud83d\\ude00\"}", "object",
+     "{\"u\": \"\xc3"
+     "\xa9"
+     "\xf0"
+     "\x9f"
+     "\x98"
+     "\x80"
+     "\"}"},
     {"{'t': '\\t\\n\\x41'}", "dict", "{\"t\": \"\\t\\nA\"}"},
     {"not json", "object", "\"not json\""},
     {"[1, 2,]", "array", "[1, 2]"},
     {"{1: 'a', 2.5: 'b', None: 'c', True: 'd'}", "object", "{\"1\": \"d\", \"2.5\": \"b\", \"null\": \"c\"}"},
-    {"{\"s\": \"caf\xc3" "\xa9" " \\\"q\\\"\"}", "object", "{\"s\": \"caf\xc3" "\xa9" " \\\"q\\\"\"}"},
+    {"{\"s\": \"caf\xc3"
+     "\xa9"
+     " \\\"q\\\"\"}",
+     "object",
+     "{\"s\": \"caf\xc3"
+     "\xa9"
+     " \\\"q\\\"\"}"},
     {"[]", "list", "[]"},
     {"{}", "object", "{}"},
     {"[1e5, 2E-3, -0.0]", "array", "[100000.0, 0.002, -0.0]"},
@@ -75,9 +91,25 @@ const ValueCase kValueCases[] = {
     {"3.25", "other_type", "3.25"},
     {"line1\nline2", "string", "\"line1\\nline2\""},
     {"tab\there", "string", "\"tab\\there\""},
-    {"ctrl\x01" "char", "string", "\"ctrl\\u0001char\""},
+    {"ctrl\x01"
+     "char",
+     "string", "\"ctrl\\u0001char\""},
     {"back\\slash \"q\"", "string", "\"back\\\\slash \\\"q\\\"\""},
-    {"uni caf\xc3" "\xa9" " \xf0" "\x9f" "\x98" "\x80" "", "string", "\"uni caf\xc3" "\xa9" " \xf0" "\x9f" "\x98" "\x80" "\""},
+    {"uni caf\xc3"
+     "\xa9"
+     " \xf0"
+     "\x9f"
+     "\x98"
+     "\x80"
+     "",
+     "string",
+     "\"uni caf\xc3"
+     "\xa9"
+     " \xf0"
+     "\x9f"
+     "\x98"
+     "\x80"
+     "\""},
     {"'a' 'b'", "object", "\"ab\""},
     {"r'\\d'", "other_type", "\"\\\\d\""},
     {"'''tri\nple'''", "other_type", "\"tri\\nple\""},
@@ -126,8 +158,9 @@ TEST(ParserValues, FloatRepr) {
 }
 
 TEST(ParserValues, MalformedLiteralsNeverThrow) {
-  for (const char* s : {"{", "[", "{'a':", "'unterminated", "\"\\u12\"", "[[[[[[[[", "{1:}", "0x", "1e", "--1", "()",
-                        "(1,)", "{,}", "\xff\xfe", "'\\N{DASH}'", "b'x'", "f'x'", "1j", "{1, 2}"}) {
+  for (const char* s :
+       {"{", "[", "{'a':", "'unterminated", "\"\\u12\"", "[[[[[[[[", "{1:}", "0x", "1e", "--1", "()", "(1,)",
+        "{,}", "\xff\xfe", "'\\N{DASH}'", "b'x'", "f'x'", "1j", "{1, 2}"}) {
     (void)py_json_loads_dumps(s);
     (void)py_literal_eval_dumps(s);
   }
@@ -142,7 +175,9 @@ TEST(ParserValues, MalformedLiteralsNeverThrow) {
 
 // ---- tool_choice ----
 
-nlohmann::json req(const char* s) { return nlohmann::json::parse(s); }
+nlohmann::json req(const char* s) {
+  return nlohmann::json::parse(s);
+}
 const char* kTools = R"("tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}])";
 
 TEST(ParserToolChoice, Rules) {
@@ -164,23 +199,28 @@ TEST(ParserToolChoice, Rules) {
   EXPECT_EQ(msg(validate_tool_choice(req(R"({"tool_choice": "auto"})"), true, "qwen3_coder")),
             "When using `tool_choice`, `tools` must be set.");
   // required / named: need constrained decoding
-  const Status r = validate_tool_choice(req((with_tools + R"(, "tool_choice": "required"})").c_str()), true, "qwen3_coder");
+  const Status r = validate_tool_choice(req((with_tools + R"(, "tool_choice": "required"})").c_str()), true,
+                                        "qwen3_coder");
   EXPECT_EQ(r.code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(r.message().find("constrained decoding"), std::string::npos);
   EXPECT_TRUE(validate_tool_choice(req(R"({"tools": [], "tool_choice": "required"})"), false, "").is_ok());
-  EXPECT_EQ(msg(validate_tool_choice(
-                req((with_tools + R"(, "tool_choice": {"type": "function", "function": {"name": "g"}}})").c_str()), true,
-                "qwen3_coder")),
-            "The tool specified in `tool_choice` does not match any of the specified `tools`");
+  EXPECT_EQ(
+      msg(validate_tool_choice(
+          req((with_tools + R"(, "tool_choice": {"type": "function", "function": {"name": "g"}}})").c_str()),
+          true, "qwen3_coder")),
+      "The tool specified in `tool_choice` does not match any of the specified `tools`");
   EXPECT_NE(msg(validate_tool_choice(
-                    req((with_tools + R"(, "tool_choice": {"type": "function", "function": {"name": "f"}}})").c_str()),
+                    req((with_tools + R"(, "tool_choice": {"type": "function", "function": {"name": "f"}}})")
+                            .c_str()),
                     true, "qwen3_coder"))
                 .find("constrained decoding"),
             std::string::npos);
-  EXPECT_NE(msg(validate_tool_choice(req((with_tools + R"(, "tool_choice": "sometimes"})").c_str()), true, "qwen3_coder"))
+  EXPECT_NE(msg(validate_tool_choice(req((with_tools + R"(, "tool_choice": "sometimes"})").c_str()), true,
+                                     "qwen3_coder"))
                 .find("Invalid value for `tool_choice`"),
             std::string::npos);
-  EXPECT_NE(msg(validate_tool_choice(req((with_tools + R"(, "tool_choice": {"type": "function"}})").c_str()), true, "qwen3_coder"))
+  EXPECT_NE(msg(validate_tool_choice(req((with_tools + R"(, "tool_choice": {"type": "function"}})").c_str()),
+                                     true, "qwen3_coder"))
                 .find("Expected field `function`"),
             std::string::npos);
   EXPECT_FALSE(validate_tool_choice(req("[1]"), true, "qwen3_coder").is_ok());
@@ -190,8 +230,10 @@ TEST(ParserToolChoice, StartupFlags) {
   EXPECT_TRUE(validate_tool_parser_flags(false, "").is_ok());
   EXPECT_TRUE(validate_tool_parser_flags(true, "qwen3_coder").is_ok());
   EXPECT_TRUE(validate_tool_parser_flags(false, "qwen3_xml").is_ok());
-  EXPECT_EQ(validate_tool_parser_flags(true, "").message(), "Error: --enable-auto-tool-choice requires --tool-call-parser");
-  EXPECT_NE(validate_tool_parser_flags(true, "hermes").message().find("invalid tool call parser"), std::string::npos);
+  EXPECT_EQ(validate_tool_parser_flags(true, "").message(),
+            "Error: --enable-auto-tool-choice requires --tool-call-parser");
+  EXPECT_NE(validate_tool_parser_flags(true, "hermes").message().find("invalid tool call parser"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ struct OutputParserOptions {
   bool reasoning_parser = false;  // --reasoning-parser qwen3
   bool enable_thinking = true;    // merged chat_template_kwargs.enable_thinking
   bool include_reasoning = true;  // request include_reasoning
-  bool tool_parser = false;       // a qwen3 tool parser is set AND tool_choice lets it run (tool_parsing_enabled)
+  bool tool_parser = false;  // a qwen3 tool parser is set AND tool_choice lets it run (tool_parsing_enabled)
   bool parallel_tool_calls = true;
   nlohmann::json tools;  // the request's `tools` (schemas type the values); may be null
   ControlTokenIds ids;
@@ -119,7 +119,8 @@ std::string make_tool_call_id();  // "chatcmpl-tool-" + 32 random hex, as vLLM
 // a `</think>` met before any `<think>` means the thought is already closed (Qwen3.5 with
 // enable_thinking=false ends in `<think>\n\n</think>\n\n`); a `<think>` means generation starts
 // inside it. nullopt when the prompt has neither (then use the request's enable_thinking).
-std::optional<bool> prompt_leaves_thought_open(std::span<const int32_t> prompt_ids, const ControlTokenIds& ids = {});
+std::optional<bool> prompt_leaves_thought_open(std::span<const int32_t> prompt_ids,
+                                               const ControlTokenIds& ids = {});
 
 // OpenAI JSON shapes. reasoning_field: "reasoning", "reasoning_content" or "both".
 nlohmann::json delta_to_json(const ParserDelta& d, std::string_view reasoning_field = "reasoning");

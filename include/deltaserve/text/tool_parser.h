@@ -55,9 +55,9 @@ std::optional<std::string> py_literal_eval_dumps(std::string_view text, bool* is
 // ---- Streaming parser ----
 
 struct ToolParserLimits {
-  size_t max_value_bytes = 8u << 20;      // one parameter value; beyond it the call is cut (error)
-  size_t max_name_bytes = 256;            // function / parameter names
-  size_t max_lookahead_ws = 1024;         // whitespace scanned to decide whether a tag is structural
+  size_t max_value_bytes = 8u << 20;  // one parameter value; beyond it the call is cut (error)
+  size_t max_name_bytes = 256;        // function / parameter names
+  size_t max_lookahead_ws = 1024;     // whitespace scanned to decide whether a tag is structural
 };
 
 // What the parser produces, in order. `text` is content for kContent and an arguments fragment for
@@ -86,7 +86,17 @@ class ToolCallParser {
   const std::string& error() const { return error_; }  // non-empty when a limit was hit
 
  private:
-  enum class State { kContent, kAfterOpen, kFuncName, kFuncBody, kParamName, kValue, kAfterFunc, kAfterCall, kDrain };
+  enum class State {
+    kContent,
+    kAfterOpen,
+    kFuncName,
+    kFuncBody,
+    kParamName,
+    kValue,
+    kAfterFunc,
+    kAfterCall,
+    kDrain
+  };
   enum class Tri { kNo, kYes, kMore };
 
   bool step(std::vector<ToolEvent>& out);  // false: needs more input
@@ -121,7 +131,7 @@ class ToolCallParser {
   std::string raw_hold_;  // text that becomes content if a tentative call turns out not to be one
   std::string ws_hold_;   // whitespace after a call, dropped if another call follows
 
-  std::string name_;      // function / parameter name being read
+  std::string name_;  // function / parameter name being read
 
   // current call
   bool muted_ = false;  // parallel_tool_calls=false: calls after the first are parsed, not emitted
