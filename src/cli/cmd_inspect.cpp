@@ -14,7 +14,8 @@ namespace {
 const char* kUsage =
     "usage: deltaserve inspect MODEL [--tensor-parallel-size N] [--max-model-len L]\n"
     "                          [--gpu-memory-utilization F] [--gpu-memory-gib G] [--max-num-seqs S]\n"
-    "                          [--max-num-batched-tokens T] [--speculative] [--no-vision] [--config-only]\n"
+    "                          [--max-num-batched-tokens T] [--kv-cache-dtype D] [--speculative]\n"
+    "                          [--no-vision] [--config-only]\n"
     "                          [--revision R] [--modules] [--json]\n"
     "\n"
     "MODEL is a local directory or a Hugging Face repo id already in the HF cache. Without *.safetensors\n"
@@ -25,6 +26,7 @@ const char* kUsage =
     "  --gpu-memory-gib G              memory per GPU in GiB; enables the tokens/sequences fit\n"
     "  --max-num-seqs S                concurrent sequences (default 256)\n"
     "  --max-num-batched-tokens T      prefill chunk the activation reserve is sized for (default 2048)\n"
+    "  --kv-cache-dtype D              auto/bfloat16/float16 (2 bytes) or fp8 (1 byte)\n"
     "  --speculative                   count the MTP head (weights + its KV layer)\n"
     "  --no-vision                     do not count the vision encoder\n"
     "  --modules                       list every Linear module with its storage format\n"
@@ -110,6 +112,11 @@ int run_inspect(const std::vector<std::string>& args) {
     } else if (a == "--gpu-memory-gib") {
       if (!need(&v) || !parse_double(v, &f) || f <= 0) return fail(a + " needs a positive number", 2);
       o.memory.gpu_memory_gib = f;
+    } else if (a == "--kv-cache-dtype") {
+      if (!need(&v)) return fail(a + " needs a value", 2);
+      if (v == "auto" || v == "bfloat16" || v == "float16" || v == "half") o.memory.kv_cache_dtype_bytes = 2;
+      else if (v.rfind("fp8", 0) == 0) o.memory.kv_cache_dtype_bytes = 1;
+      else return fail(a + " must be auto, bfloat16, float16 or fp8", 2);
     } else if (a == "--revision") {
       if (!need(&v)) return fail(a + " needs a value", 2);
       o.load.revision = v;

@@ -148,6 +148,8 @@ def test_seed_config_tp4_fit(tmp_path):
     m = json.loads(res.stdout)["memory"]
     assert m["kv_bytes_per_token"] == 2 * 1 * 256 * 2 * 10
     assert m["fit"]["fits"] is True
+    fp8 = json.loads(run(d, "--json", "-tp", "4", "--kv-cache-dtype", "fp8").stdout)["memory"]
+    assert fp8["kv_bytes_per_token"] == 2 * 1 * 256 * 1 * 10
 
 
 def truncated(tmp_path):
