@@ -140,10 +140,19 @@ HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::T
   });
 
   // Routes, with and without --root-path (a proxy may or may not strip it).
-  auto route = [this, root](const char* method, const std::string& path, httplib::Server::Handler h) {
+  // A route registered for one method answers the other with FastAPI's 405.
+  auto not_allowed = [](const httplib::Request&, httplib::Response& r) {
+    send_json(r, 405, {{"detail", "Method Not Allowed"}});
+  };
+  auto route = [this, root, not_allowed](const char* method, const std::string& path, httplib::Server::Handler h) {
     for (const std::string& p : root.empty() ? std::vector<std::string>{path} : std::vector<std::string>{path, root + path}) {
-      if (std::string(method) == "GET") svr_->Get(p, h);
-      else svr_->Post(p, h);
+      if (std::string(method) == "GET") {
+        svr_->Get(p, h);
+        if (p.find("ping") == std::string::npos) svr_->Post(p, not_allowed);
+      } else {
+        svr_->Post(p, h);
+        if (p.find("ping") == std::string::npos) svr_->Get(p, not_allowed);
+      }
     }
   };
   route("POST", "/v1/chat/completions", [app](const auto& q, auto& r) { handle_chat(*app, q, r); });

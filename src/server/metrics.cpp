@@ -86,6 +86,8 @@ std::string render_metrics(App& app) {
   w.header("vllm:cache_config_info", "gauge", "Information of the LLMEngine CacheConfig");
   w.os() << "vllm:cache_config_info{block_size=\"" << s.block_size << "\",engine=\"0\",num_gpu_blocks=\""
          << s.num_kv_blocks << "\",num_state_slots=\"" << s.num_state_slots << "\"} 1.0\n";
+  w.header("vllm:lora_requests_info", "gauge", "Running stats on lora requests.");
+  w.os() << "vllm:lora_requests_info{max_lora=\"0\",running_lora_adapters=\"\",waiting_lora_adapters=\"\"} 0.0\n";
   w.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.",
             static_cast<double>(s.num_preemptions_total));
   w.counter("vllm:prompt_tokens", "Number of prefill tokens processed.", static_cast<double>(s.prompt_tokens_total));

@@ -303,6 +303,10 @@ def test_errors(server, client):
                            {"messages": [{"role": "user", "content": [
                                {"type": "image_url", "image_url": {"url": "data:,"}}] * 3}]})
     assert status == 400 and "At most 2 image(s)" in text
+    status, text, _ = http(server, "GET", "/v1/chat/completions")
+    assert status == 405 and json.loads(text) == {"detail": "Method Not Allowed"}
+    status, text, _ = http(server, "GET", "/no/such/route")
+    assert status == 404
     # unknown fields are ignored
     status, _, _ = http(server, "POST", "/v1/completions",
                         {"prompt": "x", "max_tokens": 2, "some_future_field": {"a": 1}})
@@ -327,7 +331,8 @@ def test_metrics_names(server):
                  "vllm:num_preemptions_total", "vllm:time_to_first_token_seconds_bucket",
                  "vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket",
                  "vllm:e2e_request_latency_seconds_count", "vllm:request_prompt_tokens_sum",
-                 "vllm:iteration_tokens_total_bucket", "vllm:request_params_n_bucket"]:
+                 "vllm:iteration_tokens_total_bucket", "vllm:request_params_n_bucket", "vllm:lora_requests_info",
+                 "vllm:request_success_total", "vllm:cache_config_info"]:
         assert name + "{" in text, name
     assert 'model_name="qwen-test"' in text
 
