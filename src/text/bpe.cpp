@@ -135,17 +135,28 @@ Result<BpeModel> BpeModel::build(const nlohmann::json& model, BpeTables tables) 
   if (!tables.has_vocab || !tables.has_merges) {
     return corrupt("tokenizer.json: model.vocab (object) and model.merges (array) are required");
   }
-  m.vocab_.reserve(tables.vocab.size());
   int64_t max_id = -1;
-  for (auto& [tok, id] : tables.vocab) {
+  for (const auto& [tok, id] : tables.vocab) {
     if (id < 0 || id > (1 << 30)) {
       return corrupt("tokenizer.json: vocab id of \"" + tok + "\" is not a valid id");
     }
     max_id = std::max(max_id, id);
-    m.vocab_.emplace(std::move(tok), static_cast<int32_t>(id));
   }
   m.token_strings_.assign(static_cast<size_t>(max_id + 1), std::string());
-  for (const auto& [tok, id] : m.vocab_) m.token_strings_[id] = tok;
+  size_t cap = 16;
+  while (cap < tables.vocab.size() * 2) cap <<= 1;
+  m.index_.assign(cap, -1);
+  m.index_mask_ = cap - 1;
+  for (auto& [tok, id] : tables.vocab) {
+    if (tok.empty() || !m.token_strings_[id].empty() || m.find(tok) >= 0) {
+      return corrupt("tokenizer.json: vocab entry \"" + tok + "\" (id " + std::to_string(id) +
+                     ") is empty or repeats a token or an id");
+    }
+    m.token_strings_[id] = std::move(tok);
+    uint64_t slot = hash_bytes(m.token_strings_[id]) & m.index_mask_;
+    while (m.index_[slot] >= 0) slot = (slot + 1) & m.index_mask_;
+    m.index_[slot] = static_cast<int32_t>(id);
+  }
   for (int b = 0; b < 256; ++b) {
     std::string s;
     unicode::append_utf8(s, byte_to_char(static_cast<uint8_t>(b)));
@@ -156,7 +167,7 @@ Result<BpeModel> BpeModel::build(const nlohmann::json& model, BpeTables tables) 
     }
     m.byte_ids_[b] = id;
   }
-  size_t cap = 1;
+  cap = 1;
   while (cap < tables.merges.size() * 2 + 16) cap <<= 1;
   m.merges_.keys.assign(cap, 0);
   m.merges_.vals.assign(cap, 0);
@@ -178,8 +189,12 @@ Result<BpeModel> BpeModel::build(const nlohmann::json& model, BpeTables tables) 
 }
 
 int32_t BpeModel::find(std::string_view token_string) const {
-  auto it = vocab_.find(token_string);
-  return it == vocab_.end() ? -1 : it->second;
+  if (index_.empty()) return -1;
+  for (uint64_t slot = hash_bytes(token_string) & index_mask_;; slot = (slot + 1) & index_mask_) {
+    const int32_t id = index_[slot];
+    if (id < 0) return -1;
+    if (token_strings_[id] == token_string) return id;
+  }
 }
 
 void BpeModel::merge_word(std::vector<int32_t>& ids) const {

@@ -6,7 +6,6 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "deltaserve/core/status.h"
@@ -57,11 +56,9 @@ class BpeModel {
   void merge_word(std::vector<int32_t>& ids) const;
 
   std::vector<std::string> token_strings_;  // id -> vocab string
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
-  };
-  std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> vocab_;
+  // Open-addressing index over token_strings_ for find(): slot -> id, -1 empty.
+  std::vector<int32_t> index_;
+  uint64_t index_mask_ = 0;
   int32_t byte_ids_[256] = {};
   MergeTable merges_;
   uint64_t instance_ = 0;  // distinguishes models in the per-thread cache
