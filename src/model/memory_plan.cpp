@@ -204,8 +204,10 @@ Result<MemoryPlan> plan_memory(const ModelDesc& m, const MemoryOptions& o) {
       p.notes.push_back("not even one sequence of max-model-len " + std::to_string(p.max_model_len) +
                         " fits: lower --max-model-len");
     else if (p.kv_tokens < p.max_model_len)
-      p.notes.push_back("GDN state for max-num-seqs " + std::to_string(o.max_num_seqs) +
-                        " sequences leaves fewer KV tokens than max-model-len: lower --max-num-seqs");
+      p.notes.push_back("GDN state for max-num-seqs " + std::to_string(o.max_num_seqs) + " sequences (" +
+                        std::to_string(p.gdn_state_bytes_per_seq * static_cast<uint64_t>(o.max_num_seqs) >> 20) +
+                        " MiB) leaves fewer KV tokens than max-model-len: use --max-num-seqs " +
+                        std::to_string(p.max_seqs_at_max_len) + " or less for full-length contexts");
   }
   if (c.num_kv_heads < tp)
     p.notes.push_back("num_key_value_heads " + std::to_string(c.num_kv_heads) + " < tensor-parallel-size " +
