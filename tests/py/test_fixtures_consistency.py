@@ -220,7 +220,11 @@ def check_config(fx):
     tc = cfg.get("text_config", cfg)
     if len(tc["layer_types"]) != tc["num_hidden_layers"]:
         errs.append("layer_types length")
+    if "text_config" in cfg and ("rope_parameters" in cfg or "use_cache" in cfg):
+        errs.append("top-level rope_parameters/use_cache: real multimodal configs keep them in text_config")
     rp = tc["rope_parameters"]
+    if rp["rope_theta"] != 10000000 or rp["mrope_interleaved"] is not True:
+        errs.append("rope_parameters differ from the real Qwen3.5 values")
     if 2 * sum(rp["mrope_section"]) != int(tc["head_dim"] * rp["partial_rotary_factor"]):
         errs.append("mrope_section does not cover the rotary dim")
     tensors = all_tensors(fx)
