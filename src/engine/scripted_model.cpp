@@ -21,6 +21,7 @@ Result<Script> parse_script(const std::string& text, const TextCodec& codec) {
   num("kv_block_bytes", &s.kv_block_bytes);
   num("state_slot_bytes", &s.state_slot_bytes);
   num("eos_token_id", &s.eos_token_id);
+  if (j.contains("fail_match") && j["fail_match"].is_string()) s.fail_match = j["fail_match"].get<std::string>();
   if (!j.contains("outputs") || !j["outputs"].is_array() || j["outputs"].empty())
     return invalid_argument("scripted output: \"outputs\" must be a non-empty array");
   for (const auto& e : j["outputs"]) {
@@ -85,6 +86,7 @@ Result<model::StepOutput> ScriptedModel::forward(const model::StepPlan& plan) {
       const std::string prompt =
           codec_->decode(std::vector<int32_t>(st.tokens.begin(), st.tokens.begin() + P), false);
       st.entry = static_cast<int>(script_.entries.size()) - 1;
+      st.fail = !script_.fail_match.empty() && prompt.find(script_.fail_match) != std::string::npos;
       for (size_t e = 0; e < script_.entries.size(); ++e) {
         if (script_.entries[e].match.empty() || prompt.find(script_.entries[e].match) != std::string::npos) {
           st.entry = static_cast<int>(e);
@@ -93,6 +95,7 @@ Result<model::StepOutput> ScriptedModel::forward(const model::StepPlan& plan) {
       }
     }
     const int64_t n = static_cast<int64_t>(s.token_ids.size());
+    if (st.fail && s.start_pos + n - P >= 3) return internal_error("scripted model: injected failure");
     const int64_t first = s.all_logits ? 0 : n - 1;
     for (int64_t j = first; j < n; ++j) {
       const int64_t pos = s.start_pos + j;

@@ -23,6 +23,7 @@ SCRIPT = {
         {"text": "Hi.\n</think>\n\nHello there, world!"},
     ],
     "step_delay_ms": 1,
+    "fail_match": "INJECTFAIL",
     "kv_block_bytes": 65536,
     "state_slot_bytes": 65536,
 }
@@ -432,3 +433,14 @@ def test_malformed_requests_never_500(server):
         status, text, _ = http(server, "POST", rnd.choice(routes), body)
         assert status < 500, (body, text)
     assert http(server, "GET", "/health")[0] == 200
+
+
+def test_engine_error_after_stream_started(server):
+    body = {"prompt": "INJECTFAIL", "max_tokens": 20, "temperature": 0, "stream": True}
+    ev = sse_events(server, "/v1/completions", body)
+    assert ev[-1] == "[DONE]"
+    assert "error" in ev[-2] and ev[-2]["error"]["code"] == 500
+    assert "".join(e["choices"][0]["text"] for e in ev[:-2] if "choices" in e) == "Hi."
+    status, text, _ = http(server, "POST", "/v1/completions", {"prompt": "INJECTFAIL", "max_tokens": 20})
+    assert status == 500 and "injected failure" in json.loads(text)["error"]["message"]
+    assert http(server, "GET", "/health")[0] == 200  # a failed step fails its requests, not the engine

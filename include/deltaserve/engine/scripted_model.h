@@ -4,7 +4,8 @@
 //
 // Script file (JSON):
 //   {"outputs": [{"match": "weather", "text": "It is sunny."}, {"text": "default answer"}],
-//    "step_delay_ms": 0, "block_size": 16, "kv_block_bytes": 1048576, "state_slot_bytes": 4194304}
+//    "step_delay_ms": 0, "block_size": 16, "kv_block_bytes": 1048576, "state_slot_bytes": 4194304,
+//    "fail_match": "FAIL"}
 // The first entry whose "match" occurs in the decoded prompt (an entry without "match" always
 // matches) gives the text; after it the model emits EOS. Logits are batch-independent: the scripted
 // token gets +10, every token gets deterministic noise in [0, 4) hashed from (position, token), so
@@ -34,6 +35,7 @@ struct Script {
   int64_t kv_block_bytes = 1 << 20;
   int64_t state_slot_bytes = 4 << 20;
   int32_t eos_token_id = ByteCodec::kImEnd;
+  std::string fail_match;  // a prompt containing it makes forward() fail after 3 generated tokens
 };
 
 Result<Script> parse_script(const std::string& json_text, const TextCodec& codec);
@@ -55,6 +57,7 @@ class ScriptedModel : public model::Model {
   struct SeqState {
     std::vector<int32_t> tokens;
     int entry = -1;
+    bool fail = false;
   };
   Script script_;
   model::CacheConfig cache_;
