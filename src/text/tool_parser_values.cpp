@@ -263,21 +263,32 @@ std::string py_float_repr(double v) {
     if (sci[i] != '.') digits += sci[i];
   const int exp = std::stoi(sci.substr(epos + 1));
   const int decpt = exp + 1;
+  // GCC 12 flags `"x" + std::string` here with a false -Wrestrict at -O3, hence the appends.
   if (decpt > -4 && decpt <= 16) {
     if (decpt <= 0) {
-      out += "0." + std::string(static_cast<size_t>(-decpt), '0') + digits;
+      out.append("0.");
+      out.append(static_cast<size_t>(-decpt), '0');
+      out.append(digits);
     } else if (static_cast<size_t>(decpt) >= digits.size()) {
-      out += digits + std::string(static_cast<size_t>(decpt) - digits.size(), '0') + ".0";
+      out.append(digits);
+      out.append(static_cast<size_t>(decpt) - digits.size(), '0');
+      out.append(".0");
     } else {
-      out += digits.substr(0, static_cast<size_t>(decpt)) + "." + digits.substr(static_cast<size_t>(decpt));
+      out.append(digits, 0, static_cast<size_t>(decpt));
+      out.push_back('.');
+      out.append(digits, static_cast<size_t>(decpt), std::string::npos);
     }
     return out;
   }
-  out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
-  out += exp < 0 ? "e-" : "e+";
+  out.push_back(digits[0]);
+  if (digits.size() > 1) {
+    out.push_back('.');
+    out.append(digits, 1, std::string::npos);
+  }
+  out.append(exp < 0 ? "e-" : "e+");
   const std::string e = std::to_string(std::abs(exp));
-  out += (e.size() < 2 ? "0" : "") + e;
+  if (e.size() < 2) out.push_back('0');
+  out.append(e);
   return out;
 }
 
