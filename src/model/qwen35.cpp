@@ -30,6 +30,21 @@ Result<std::vector<float>> to_f32(const TensorView& t, const std::string& what, 
   return out;
 }
 
+// After repacking, the checkpoint's GPTQ tensors are never read again: drop their mapped pages so
+// resident memory is the packed copy, not both (file-backed, read-only: the kernel re-reads on access).
+void release_pages(const TensorView& t) {
+  if (!t.present() || t.nbytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) & ~(page - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+void release_quantized(const LinearWeight& w) {
+  if (!w.scheme.quantized()) return;
+  for (const TensorView* t : {&w.qweight, &w.qzeros, &w.scales, &w.g_idx}) release_pages(*t);
+}
+
 backend::WeightSource source_of(const LinearWeight& lw) {
   backend::WeightSource s;
   s.name = lw.name;
@@ -57,56 +72,33 @@ backend::WeightSource source_of(const LinearWeight& lw) {
   return s;
 }
 
-// After repacking, the checkpoint's GPTQ tensors are never read again: drop their mapped pages so
-// resident memory is the packed copy, not both (file-backed, read-only: the kernel re-reads on access).
-void release_pages(const TensorView& t) {
-  if (!t.present() || t.nbytes == 0) return;
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + page - 1) & ~(page - 1);
-  const uintptr_t e = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) & ~(page - 1);
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-}
-
-void release_quantized(const LinearWeight& w) {
-  if (!w.scheme.quantized()) return;
-  for (const TensorView* t : {&w.qweight, &w.qzeros, &w.scales, &w.g_idx}) release_pages(*t);
-}
-
-void release_quantized(const ModelDesc& d) {
-  release_quantized(d.lm_head);
-  for (const LayerWeights& L : d.layers) {
-    for (const LinearWeight* w : {&L.attn.q_proj, &L.attn.k_proj, &L.attn.v_proj, &L.attn.o_proj, &L.gdn.in_proj_qkv,
-                                  &L.gdn.in_proj_z, &L.gdn.in_proj_a, &L.gdn.in_proj_b, &L.gdn.out_proj, &L.mlp.gate_proj,
-                                  &L.mlp.up_proj, &L.mlp.down_proj, &L.moe.shared_expert.gate_proj,
-                                  &L.moe.shared_expert.up_proj, &L.moe.shared_expert.down_proj})
-      release_quantized(*w);
-    for (const MlpWeights& e : L.moe.experts)
-      for (const LinearWeight* w : {&e.gate_proj, &e.up_proj, &e.down_proj}) release_quantized(*w);
-  }
-}
-
 }  // namespace
 
 CpuQwen35Model::~CpuQwen35Model() = default;
 
-static Result<PW> prep(backend::CpuBackend& be, const LinearWeight& lw, int64_t n, int64_t k) {
+// Prepares one Linear; with release_mapped, drops the checkpoint pages of its GPTQ tensors right away
+// so peak resident memory stays near the packed size.
+static Result<PW> prep(backend::CpuBackend& be, const LinearWeight& lw, int64_t n, int64_t k, bool release_mapped) {
   if (!lw.present()) return not_found(lw.name + ": weight missing");
   if (lw.out_features != n || lw.in_features != k)
     return corrupt(lw.name + ": shape [" + std::to_string(lw.out_features) + ", " + std::to_string(lw.in_features) +
                    "], expected [" + std::to_string(n) + ", " + std::to_string(k) + "]");
-  return be.prepare_weight(source_of(lw));
+  auto w = be.prepare_weight(source_of(lw));
+  if (w.is_ok() && release_mapped) release_quantized(lw);
+  return w;
 }
 
 Status CpuQwen35Model::prepare(const ModelDesc& desc) {
   const ModelConfig& c = cfg_;
   const int64_t H = c.hidden_size;
+  const bool mapped = desc.storage != nullptr;  // views point into mmapped shards (else: caller's memory)
   if (H <= 0 || c.num_layers <= 0 || c.vocab_size <= 0) return invalid_argument("model config has no layers");
   if (static_cast<int>(desc.layers.size()) != c.num_layers) return corrupt("layer count disagrees with config");
   if (!desc.embed_tokens.present()) return not_found("embed_tokens missing");
   embed_ = {desc.embed_tokens.dtype, desc.embed_tokens.data, desc.embed_tokens.shape.at(0), desc.embed_tokens.shape.at(1)};
   if (embed_.dim != H) return corrupt("embed_tokens width disagrees with hidden_size");
   DS_ASSIGN_OR_RETURN(final_norm_, to_f32(desc.final_norm, "model.norm", H));
-  DS_ASSIGN_OR_RETURN(lm_head_, prep(*be_, desc.lm_head, c.vocab_size, H));
+  DS_ASSIGN_OR_RETURN(lm_head_, prep(*be_, desc.lm_head, c.vocab_size, H, mapped));
   for (int r : c.rope.mrope_section) mrope_section_.push_back(r);
   const int nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
   const int Hk = c.linear_num_key_heads, Hv = c.linear_num_value_heads, dk = c.linear_key_head_dim,
@@ -122,20 +114,20 @@ Status CpuQwen35Model::prepare(const ModelDesc& desc) {
     if (lw.kind == LayerKind::kFullAttention) {
       if (nh <= 0 || nkv <= 0 || nh % nkv != 0 || hd <= 0) return invalid_argument("bad attention head config");
       L->cache_index = n_attn_++;
-      DS_ASSIGN_OR_RETURN(L->q_proj, prep(*be_, lw.attn.q_proj, 2LL * nh * hd, H));
-      DS_ASSIGN_OR_RETURN(L->k_proj, prep(*be_, lw.attn.k_proj, static_cast<int64_t>(nkv) * hd, H));
-      DS_ASSIGN_OR_RETURN(L->v_proj, prep(*be_, lw.attn.v_proj, static_cast<int64_t>(nkv) * hd, H));
-      DS_ASSIGN_OR_RETURN(L->o_proj, prep(*be_, lw.attn.o_proj, H, static_cast<int64_t>(nh) * hd));
+      DS_ASSIGN_OR_RETURN(L->q_proj, prep(*be_, lw.attn.q_proj, 2LL * nh * hd, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->k_proj, prep(*be_, lw.attn.k_proj, static_cast<int64_t>(nkv) * hd, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->v_proj, prep(*be_, lw.attn.v_proj, static_cast<int64_t>(nkv) * hd, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->o_proj, prep(*be_, lw.attn.o_proj, H, static_cast<int64_t>(nh) * hd, mapped));
       DS_ASSIGN_OR_RETURN(L->q_norm, to_f32(lw.attn.q_norm, p + " q_norm", hd));
       DS_ASSIGN_OR_RETURN(L->k_norm, to_f32(lw.attn.k_norm, p + " k_norm", hd));
     } else {
       if (Hk <= 0 || Hv <= 0 || Hv % Hk != 0 || dk <= 0 || dv <= 0) return invalid_argument("bad linear-attention head config");
       L->cache_index = n_gdn_++;
-      DS_ASSIGN_OR_RETURN(L->in_qkv, prep(*be_, lw.gdn.in_proj_qkv, C, H));
-      DS_ASSIGN_OR_RETURN(L->in_z, prep(*be_, lw.gdn.in_proj_z, static_cast<int64_t>(Hv) * dv, H));
-      DS_ASSIGN_OR_RETURN(L->in_a, prep(*be_, lw.gdn.in_proj_a, Hv, H));
-      DS_ASSIGN_OR_RETURN(L->in_b, prep(*be_, lw.gdn.in_proj_b, Hv, H));
-      DS_ASSIGN_OR_RETURN(L->out_proj, prep(*be_, lw.gdn.out_proj, H, static_cast<int64_t>(Hv) * dv));
+      DS_ASSIGN_OR_RETURN(L->in_qkv, prep(*be_, lw.gdn.in_proj_qkv, C, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->in_z, prep(*be_, lw.gdn.in_proj_z, static_cast<int64_t>(Hv) * dv, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->in_a, prep(*be_, lw.gdn.in_proj_a, Hv, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->in_b, prep(*be_, lw.gdn.in_proj_b, Hv, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->out_proj, prep(*be_, lw.gdn.out_proj, H, static_cast<int64_t>(Hv) * dv, mapped));
       DS_ASSIGN_OR_RETURN(L->conv_w, to_f32(lw.gdn.conv1d, p + " conv1d", C * Kc));
       if (lw.gdn.conv1d_bias.present()) {
         DS_ASSIGN_OR_RETURN(L->conv_b, to_f32(lw.gdn.conv1d_bias, p + " conv1d.bias", C));
@@ -149,13 +141,13 @@ Status CpuQwen35Model::prepare(const ModelDesc& desc) {
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
       if (static_cast<int64_t>(lw.moe.experts.size()) != E) return corrupt(p + ": expert count disagrees with config");
       if (c.num_experts_per_tok <= 0 || c.num_experts_per_tok > E) return invalid_argument("bad num_experts_per_tok");
-      DS_ASSIGN_OR_RETURN(L->router, prep(*be_, lw.moe.router, E, H));
+      DS_ASSIGN_OR_RETURN(L->router, prep(*be_, lw.moe.router, E, H, mapped));
       for (int64_t e = 0; e < E; ++e) {
         const MlpWeights& ew = lw.moe.experts[static_cast<size_t>(e)];
         PW g, u, d;
-        DS_ASSIGN_OR_RETURN(g, prep(*be_, ew.gate_proj, I, H));
-        DS_ASSIGN_OR_RETURN(u, prep(*be_, ew.up_proj, I, H));
-        DS_ASSIGN_OR_RETURN(d, prep(*be_, ew.down_proj, H, I));
+        DS_ASSIGN_OR_RETURN(g, prep(*be_, ew.gate_proj, I, H, mapped));
+        DS_ASSIGN_OR_RETURN(u, prep(*be_, ew.up_proj, I, H, mapped));
+        DS_ASSIGN_OR_RETURN(d, prep(*be_, ew.down_proj, H, I, mapped));
         L->e_gate_p.push_back(g.get());
         L->e_up_p.push_back(u.get());
         L->e_down_p.push_back(d.get());
@@ -165,16 +157,16 @@ Status CpuQwen35Model::prepare(const ModelDesc& desc) {
       }
       if (lw.moe.shared_expert.gate_proj.present()) {
         const int64_t Is = c.shared_expert_intermediate_size;
-        DS_ASSIGN_OR_RETURN(L->gate, prep(*be_, lw.moe.shared_expert.gate_proj, Is, H));
-        DS_ASSIGN_OR_RETURN(L->up, prep(*be_, lw.moe.shared_expert.up_proj, Is, H));
-        DS_ASSIGN_OR_RETURN(L->down, prep(*be_, lw.moe.shared_expert.down_proj, H, Is));
-        DS_ASSIGN_OR_RETURN(L->shared_gate, prep(*be_, lw.moe.shared_expert_gate, 1, H));
+        DS_ASSIGN_OR_RETURN(L->gate, prep(*be_, lw.moe.shared_expert.gate_proj, Is, H, mapped));
+        DS_ASSIGN_OR_RETURN(L->up, prep(*be_, lw.moe.shared_expert.up_proj, Is, H, mapped));
+        DS_ASSIGN_OR_RETURN(L->down, prep(*be_, lw.moe.shared_expert.down_proj, H, Is, mapped));
+        DS_ASSIGN_OR_RETURN(L->shared_gate, prep(*be_, lw.moe.shared_expert_gate, 1, H, mapped));
       }
     } else {
       const int64_t I = c.intermediate_size;
-      DS_ASSIGN_OR_RETURN(L->gate, prep(*be_, lw.mlp.gate_proj, I, H));
-      DS_ASSIGN_OR_RETURN(L->up, prep(*be_, lw.mlp.up_proj, I, H));
-      DS_ASSIGN_OR_RETURN(L->down, prep(*be_, lw.mlp.down_proj, H, I));
+      DS_ASSIGN_OR_RETURN(L->gate, prep(*be_, lw.mlp.gate_proj, I, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->up, prep(*be_, lw.mlp.up_proj, I, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->down, prep(*be_, lw.mlp.down_proj, H, I, mapped));
     }
     layers_.push_back(std::move(L));
   }
@@ -201,7 +193,6 @@ Result<std::unique_ptr<CpuQwen35Model>> CpuQwen35Model::create(const ModelDesc& 
   m->storage_ = desc.storage;
   m->be_ = std::make_unique<backend::CpuBackend>(options.isa);
   DS_RETURN_IF_ERROR(m->prepare(desc));
-  if (desc.storage) release_quantized(desc);  // only views into mmapped shards
   return m;
 }
 
