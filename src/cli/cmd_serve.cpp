@@ -296,6 +296,7 @@ int serve_main(const std::vector<std::string>& argv) {
     DS_INFO << "Received " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << "; shutting down: no new requests, aborting "
             << "in-flight ones";
     server.stop();
+    engine.stop_accepting();  // a handler racing with the signal gets 503, never a long-running request
     engine.abort_all();
     sigwait(&set, &sig);
     DS_WARN << "second signal: exiting immediately";

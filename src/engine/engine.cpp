@@ -107,7 +107,7 @@ Result<RequestHandle> Engine::submit(EngineRequest req) {
     if (t < 0 || t >= model_->vocab_size())
       return invalid_argument("Token id " + std::to_string(t) + " is out of vocabulary");
   std::lock_guard<std::mutex> lk(inbox_mu_);
-  if (stop_ || !alive_) return internal_error("The engine is not running.");
+  if (stop_ || !alive_ || !accepting_) return internal_error("The engine is not running (shutting down).");
   const uint64_t seed = req.params.seed ? *req.params.seed : seed_rng_.next();
   auto live = std::make_unique<Live>(std::move(req), codec_, seed);
   live->seq.id = next_id_++;
@@ -122,6 +122,11 @@ void Engine::abort(int64_t seq_id) {
   std::lock_guard<std::mutex> lk(inbox_mu_);
   aborts_.push_back(seq_id);
   inbox_cv_.notify_all();
+}
+
+void Engine::stop_accepting() {
+  std::lock_guard<std::mutex> lk(inbox_mu_);
+  accepting_ = false;
 }
 
 void Engine::abort_all() {

@@ -191,6 +191,16 @@ TEST(Engine, ShutdownAbortsInFlight) {
   EXPECT_FALSE(h.engine->submit({"id", {1, 2}, p}).is_ok());
 }
 
+TEST(Engine, StopAcceptingRejectsNewWorkButFinishesOld) {
+  Harness h(kScript);
+  auto a = h.submit("hi", greedy());
+  h.engine->stop_accepting();
+  EngineRequest r;
+  r.prompt_token_ids = {'x'};
+  EXPECT_FALSE(h.engine->submit(r).is_ok());
+  EXPECT_EQ(h.collect(a).text, "Hello there, world!");
+}
+
 TEST(Engine, RejectsTooLongAndEmptyPrompts) {
   Harness h(kScript, 64, 8, 32, /*max_len=*/50);
   EngineRequest r;

@@ -48,6 +48,8 @@ class Engine {
   // Thread-safe. The request is finished (abort) and its cache freed at the start of the next step.
   void abort(int64_t seq_id);
   void abort_all();
+  // Graceful shutdown, step 1: every later submit() fails; requests already submitted continue.
+  void stop_accepting();
 
   EngineStats stats() const;  // thread-safe snapshot
   bool alive() const { return alive_.load(); }
@@ -77,6 +79,7 @@ class Engine {
   std::vector<int64_t> aborts_;
   bool abort_all_ = false;
   bool stop_ = false;
+  bool accepting_ = true;
   int64_t next_id_ = 1;
 
   mutable std::mutex stats_mu_;
