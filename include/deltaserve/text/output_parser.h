@@ -72,7 +72,9 @@ class OutputParser {
   explicit OutputParser(OutputParserOptions opts);
 
   // One engine step: the new token ids and the text they decoded to. Control tokens among the ids
-  // are located in the text (in order) and handled as tokens; all other text is ordinary.
+  // are located in the text (in order) and handled as tokens; all other text is ordinary. (If
+  // ordinary tokens of the same step spell a tag too, the first occurrence is taken; feed one token
+  // at a time when steps carry several tokens and that matters.)
   ParserDelta feed(std::span<const int32_t> token_ids, std::string_view text);
   ParserDelta feed_text(std::string_view text);  // ordinary tokens only
   ParserDelta feed_control(ControlToken t);
