@@ -2,14 +2,17 @@
 // tokenizer.json, the way vLLM encodes a prompt (added tokens recognised, no BOS). --decode does
 // the reverse; --batch reads JSON lines (used by tests/py/test_tokenizer_diff.py).
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "deltaserve/core/cli.h"
 #include "deltaserve/model/resolve.h"
+#include "deltaserve/text/chat.h"
 #include "deltaserve/text/detokenizer.h"
 #include "deltaserve/text/tokenizer.h"
 
@@ -21,6 +24,7 @@ using ds::text::Tokenizer;
 constexpr const char* kUsage =
     "usage: deltaserve tokenize [MODEL] [--tokenizer PATH] [--revision REV] [--decode]\n"
     "                           [--skip-special-tokens] [--split-special-tokens] [--batch]\n"
+    "                           [--chat] [--chat-template PATH|TEXT]\n"
     "\n"
     "MODEL is a local directory or a Hugging Face repo id in the local HF cache; it must hold\n"
     "tokenizer.json. --tokenizer PATH (a tokenizer.json or a directory) overrides it, as in vLLM.\n"
@@ -31,7 +35,9 @@ constexpr const char* kUsage =
     "  {\"ids\": [...], \"skip_special_tokens\": b}   -> {\"text\": S}\n"
     "  {\"stream\": [...], \"skip_special_tokens\": b} -> {\"pieces\": [...]} (incremental detokenizer)\n"
     "  {\"pretokenize\": S}                        -> {\"pieces\": [...]}\n"
-    "TODO(--chat): render a chat request with the model's template first (needs text/chat).\n";
+    "--chat: stdin is a chat-completions request (JSON); it is rendered with the model's chat\n"
+    "  template (or --chat-template PATH|TEXT) as vLLM does, then tokenized (no special tokens\n"
+    "  added). With --batch, {\"chat\": REQUEST} lines do the same.\n";
 
 std::string b64_decode(const std::string& in, bool* ok) {
   static const std::string kAlpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -75,7 +81,7 @@ std::vector<int32_t> read_ids(const json& j, std::string* err) {
   return ids;
 }
 
-json batch_one(const Tokenizer& tok, const json& req, bool default_skip) {
+json batch_one(const Tokenizer& tok, const json& req, bool default_skip, const ds::text::ChatTemplate* chat) {
   if (!req.is_object()) return {{"error", "each line must be a JSON object"}};
   const bool skip = req.contains("skip_special_tokens") && req["skip_special_tokens"].is_boolean()
                         ? req["skip_special_tokens"].get<bool>()
@@ -92,6 +98,12 @@ json batch_one(const Tokenizer& tok, const json& req, bool default_skip) {
     const std::string bytes = b64_decode(req["text_b64"].get<std::string>(), &ok);
     if (!ok) return {{"error", "text_b64 is not base64"}};
     return {{"ids", tok.encode(bytes, opts)}};
+  }
+  if (req.contains("chat")) {
+    if (!chat) return {{"error", "no chat template (pass --chat)"}};
+    auto prompt = chat->render(nlohmann::ordered_json::parse(req["chat"].dump()));
+    if (!prompt) return {{"error", prompt.status().message()}};
+    return {{"prompt", *prompt}, {"ids", tok.encode(*prompt, opts)}};
   }
   if (req.contains("pretokenize") && req["pretokenize"].is_string()) {
     return {{"pieces", tok.pre_tokenize(req["pretokenize"].get<std::string>())}};
@@ -115,8 +127,8 @@ json batch_one(const Tokenizer& tok, const json& req, bool default_skip) {
 }
 
 int run_tokenize(const std::vector<std::string>& args) {
-  std::string model, tokenizer_path, revision = "main";
-  bool decode = false, batch = false, skip = false, split_special = false;
+  std::string model, tokenizer_path, revision = "main", chat_template_flag;
+  bool decode = false, batch = false, skip = false, split_special = false, chat_mode = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](std::string* out) {
@@ -143,11 +155,10 @@ int run_tokenize(const std::vector<std::string>& args) {
     } else if (a == "--split-special-tokens") {
       split_special = true;
     } else if (a == "--chat") {
-      std::fputs(
-          "deltaserve tokenize: --chat is not implemented yet (needs the chat template "
-          "renderer)\n",
-          stderr);
-      return 2;
+      chat_mode = true;
+    } else if (a == "--chat-template") {
+      if (!value(&chat_template_flag)) return 2;
+      chat_mode = true;
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "deltaserve tokenize: unknown flag %s\n%s", a.c_str(), kUsage);
       return 2;
@@ -158,17 +169,43 @@ int run_tokenize(const std::vector<std::string>& args) {
       return 2;
     }
   }
-  if (tokenizer_path.empty()) {
-    if (model.empty()) {
-      std::fputs(kUsage, stderr);
-      return 2;
-    }
+  std::string model_dir;
+  if (!model.empty()) {
     auto dir = ds::model::resolve_model_dir(model, revision);
     if (!dir) {
       std::fprintf(stderr, "deltaserve tokenize: %s\n", dir.status().message().c_str());
       return 1;
     }
-    tokenizer_path = *dir;
+    model_dir = *dir;
+  }
+  if (tokenizer_path.empty()) {
+    if (model_dir.empty()) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    tokenizer_path = model_dir;
+  }
+  std::optional<ds::text::ChatTemplate> chat;
+  if (chat_mode) {
+    // The template comes from the model directory (or the tokenizer's, as vLLM's --tokenizer).
+    std::string dir = model_dir;
+    if (dir.empty()) {
+      std::error_code ec;
+      dir = std::filesystem::is_directory(tokenizer_path, ec)
+                ? tokenizer_path
+                : std::filesystem::path(tokenizer_path).parent_path().string();
+    }
+    auto opts = ds::text::load_chat_template_options(dir, chat_template_flag);
+    if (!opts) {
+      std::fprintf(stderr, "deltaserve tokenize: %s\n", opts.status().message().c_str());
+      return 1;
+    }
+    auto created = ds::text::ChatTemplate::create(std::move(*opts));
+    if (!created) {
+      std::fprintf(stderr, "deltaserve tokenize: %s\n", created.status().message().c_str());
+      return 1;
+    }
+    chat = std::move(*created);
   }
   auto tok = Tokenizer::load(tokenizer_path);
   if (!tok) {
@@ -179,7 +216,8 @@ int run_tokenize(const std::vector<std::string>& args) {
     std::string line;
     while (std::getline(std::cin, line)) {
       json req = json::parse(line, nullptr, false);
-      json resp = req.is_discarded() ? json{{"error", "line is not JSON"}} : batch_one(*tok, req, skip);
+      json resp = req.is_discarded() ? json{{"error", "line is not JSON"}}
+                                     : batch_one(*tok, req, skip, chat ? &*chat : nullptr);
       std::cout << dump(resp) << '\n';
       std::cout.flush();
     }
@@ -201,7 +239,21 @@ int run_tokenize(const std::vector<std::string>& args) {
   }
   ds::text::EncodeOptions opts;
   opts.split_special_tokens = split_special;
-  std::cout << dump(tok->encode(ss.str(), opts)) << '\n';
+  std::string text = ss.str();
+  if (chat) {
+    auto req = nlohmann::ordered_json::parse(text, nullptr, false);
+    if (req.is_discarded()) {
+      std::fputs("deltaserve tokenize --chat: stdin is not JSON\n", stderr);
+      return 1;
+    }
+    auto prompt = chat->render(req);
+    if (!prompt) {
+      std::fprintf(stderr, "deltaserve tokenize --chat: %s\n", prompt.status().message().c_str());
+      return 1;
+    }
+    text = *prompt;
+  }
+  std::cout << dump(tok->encode(text, opts)) << '\n';
   return 0;
 }
 

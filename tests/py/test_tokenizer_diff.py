@@ -257,3 +257,41 @@ def test_cli_plain_and_decode_modes():
     assert out.returncode != 0 and out.stderr
     bad = run_batch(path, [{"nothing": 1}, {"ids": ["a"]}, {"text_b64": "!!"}])
     assert all("error" in b for b in bad)
+
+
+def test_chat_mode_matches_jinja2_render_then_hf_encode():
+    """`tokenize --chat`: the request rendered with the official Qwen3.5 template (reference:
+    jinja2, as transformers renders it) and encoded by HF gives the same ids."""
+    jinja2 = pytest.importorskip("jinja2")
+    template_path = os.path.join(DATA, "qwen35-templates", "qwen3.5_official_chat_template.jinja")
+    with open(template_path, encoding="utf-8") as f:
+        source = f.read()
+
+    def raise_exception(msg):
+        raise jinja2.exceptions.TemplateError(msg)
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True,
+                             extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(source)
+    requests = []
+    for path in sorted(glob.glob(os.path.join(DATA, "bfcl", "BFCL_v4_*.json")))[:4]:
+        with open(path, encoding="utf-8") as f:
+            for line in list(f)[:60]:
+                item = json.loads(line)
+                for turn in item.get("question", [])[:1]:
+                    msgs = [m for m in turn if isinstance(m.get("content"), str)]
+                    if msgs and msgs[-1]["role"] == "user":
+                        requests.append({"messages": msgs, "add_generation_prompt": True})
+    assert len(requests) > 100
+    path = qwen35_path()
+    ours = subprocess.run([BINARY, "tokenize", "--tokenizer", path, "--chat-template", template_path,
+                           "--batch"], capture_output=True, timeout=300,
+                          input="".join(json.dumps({"chat": r}) + "\n" for r in requests).encode())
+    assert ours.returncode == 0, ours.stderr.decode(errors="replace")
+    results = [json.loads(x) for x in ours.stdout.decode().split("\n")[:-1]]
+    tok = hf(path)
+    prompts = [template.render(messages=r["messages"], add_generation_prompt=True) for r in requests]
+    ref = [e.ids for e in tok.encode_batch(prompts, add_special_tokens=False)]
+    bad = [(p, r_.get("ids"), x) for p, r_, x in zip(prompts, results, ref) if r_.get("ids") != x]
+    assert not bad, f"{len(bad)}/{len(requests)} mismatches, first {bad[:2]!r}"
