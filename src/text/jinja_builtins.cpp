@@ -107,7 +107,10 @@ bool contains(const Value& container, const Value& item) {
       for (const auto& x : container.items())
         if (py_equal(x, item)) return true;
       return false;
-    case Value::Kind::kDict: return item.is_string() && container.map().find(item.str()) != nullptr;
+    case Value::Kind::kDict:
+      if ((item.is_list() && !item.is_tuple()) || item.is_dict() || item.is_namespace())
+        throw TemplateError("unhashable type: '" + item.type_name() + "'");
+      return item.is_string() && container.map().find(item.str()) != nullptr;
     default: throw TemplateError("argument of type '" + container.type_name() + "' is not iterable");
   }
 }
@@ -290,7 +293,9 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       throw TemplateError(std::string("unsupported format character '") + c + "'");
     }
   }
-  if (k < list.size()) throw TemplateError("not all arguments converted during string formatting");
+  // Python treats a non-tuple container argument as a mapping and does not complain about it.
+  if (k < list.size() && !(args.is_list() && !args.is_tuple()) && !args.is_dict() && !args.is_undefined())
+    throw TemplateError("not all arguments converted during string formatting");
   return out;
 }
 
@@ -304,6 +309,12 @@ bool apply_test(const std::string& name, const Value& v, CallArgs& args) {
     if (!a) throw TemplateError("test '" + name + "' needs an argument");
     return *a;
   };
+  static const char* kNoArg[] = {"defined", "undefined", "none", "boolean", "true", "false", "integer", "float",
+                                 "number", "string", "mapping", "iterable", "sequence", "callable", "escaped",
+                                 "odd", "even", "lower", "upper"};
+  for (const char* n : kNoArg)
+    if (name == n && (!args.pos.empty() || !args.kw.empty()))
+      throw TemplateError("test '" + name + "' takes no arguments");
   if (name == "defined") return !v.is_undefined();
   if (name == "undefined") return v.is_undefined();
   if (name == "none") return v.is_none();
@@ -319,10 +330,9 @@ bool apply_test(const std::string& name, const Value& v, CallArgs& args) {
   if (name == "sequence") return v.is_list() || v.is_dict() || v.is_string() || v.is_undefined();
   if (name == "callable") return v.is_callable();
   if (name == "escaped") return v.is_markup();
-  if (name == "odd" || name == "even") {
-    if (!v.is_int() && !v.is_bool()) throw TemplateError("test '" + name + "' needs an integer");
-    int64_t r = v.as_int() % 2;
-    return name == "odd" ? r != 0 : r == 0;
+  if (name == "odd" || name == "even") {  // jinja2: value % 2 == 1 / value % 2 == 0
+    Value r = binary_op("%", v, Value::integer(2));
+    return py_equal(r, Value::integer(name == "odd" ? 1 : 0));
   }
   if (name == "divisibleby") {
     const Value& d = arg(0);

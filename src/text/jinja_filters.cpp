@@ -126,6 +126,7 @@ Value select(const Value& v, CallArgs& a, bool by_attr, bool keep) {
   targs.pos.assign(a.pos.begin() + static_cast<std::ptrdiff_t>(std::min(i, a.pos.size())), a.pos.end());
   targs.kw = a.kw;
   List out;
+  if (!v.truthy()) return Value::list(std::move(out));  // jinja2: `if value:` before iterating
   for (const auto& item : iterate(v)) {
     Value x = by_attr ? attr_path(item, attr) : item;
     bool r = test.empty() ? x.truthy() : apply_test(test, x, targs);
@@ -148,9 +149,21 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   }
   if (name == "lower") return Value::string(py_lower(py_str(v)));
   if (name == "upper") return Value::string(py_upper(py_str(v)));
-  if (name == "capitalize" || name == "title") {
+  if (name == "capitalize") {
     CallArgs none;
     return get_attr(Value::string(py_str(v)), name).call(none);
+  }
+  if (name == "title") {
+    // jinja2's do_title: words start after runs of [-\s({[<]; first char upper, rest lower.
+    std::u32string u = utf8_decode(py_str(v)), out;
+    bool start = true;
+    for (char32_t c : u) {
+      bool sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || py_isspace(c);
+      std::string one = utf8_encode(std::u32string(1, c));
+      out += sep ? std::u32string(1, c) : utf8_decode(start ? py_upper(one) : py_lower(one));
+      start = sep;
+    }
+    return Value::string(utf8_encode(out));
   }
   if (name == "default" || name == "d") {
     const Value* dflt = a.get(0, "default_value");
@@ -164,6 +177,10 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
   }
   if (name == "last") {
+    if (v.is_dict()) {  // dicts are reversible: the last key
+      if (v.map().size() == 0) return Value::undefined("No last item, sequence was empty.");
+      return Value::string(v.map().entries.back().first);
+    }
     if (!v.is_list() && !v.is_string()) {
       if (v.is_undefined()) return Value::undefined("No last item, sequence was empty.");
       throw TemplateError("'" + v.type_name() + "' object is not reversible");
@@ -218,6 +235,7 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   }
   if (name == "map") {
     List out;
+    if (!v.truthy()) return Value::list(std::move(out));  // jinja2: `if value:` before iterating
     const Value* attr = a.kwarg("attribute");
     if (attr) {
       const Value* dflt = a.kwarg("default");
@@ -277,6 +295,9 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     const Value* prec = a.get(0, "precision");
     const Value* method = a.get(1, "method");
     std::string m = method ? py_str(*method) : "common";
+    if (v.is_undefined()) raise_undefined(v);
+    if (!v.is_number()) throw TemplateError("type " + v.type_name() + " doesn't define __round__ method");
+    if (!v.is_float() && (m == "common" || !method)) return Value::integer(v.as_int());  // round(int) is an int
     double p = std::pow(10.0, prec ? static_cast<double>(prec->as_int()) : 0.0);
     double x = v.as_float() * p;
     double r = m == "ceil" ? std::ceil(x) : m == "floor" ? std::floor(x) : std::nearbyint(x);  // half to even, as Python round()
@@ -288,6 +309,8 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     List out, seen;
     for (const auto& item : iterate(v)) {
       Value k = ignore_case(attr && !attr->is_none() ? attr_path(item, py_str(*attr)) : item, cs);
+      if ((k.is_list() && !k.is_tuple()) || k.is_dict() || k.is_namespace())
+        throw TemplateError("unhashable type: '" + k.type_name() + "'");
       bool dup = false;
       for (const auto& s : seen) dup |= py_equal(s, k);
       if (dup) continue;
@@ -348,9 +371,17 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     if (!n) throw TemplateError("attr filter needs a name");
     return get_attr(v, py_str(*n));
   }
-  if (name == "wordcount") {
-    CallArgs none;
-    return Value::integer(static_cast<int64_t>(get_attr(Value::string(py_str(v)), "split").call(none).items().size()));
+  if (name == "wordcount") {  // len(re.findall(r"\w+", s))
+    int64_t words = 0;
+    bool in_word = false;
+    for (char32_t c : utf8_decode(py_str(v))) {
+      bool w = c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= 0xAA && !py_isspace(c) && py_lower(utf8_encode(std::u32string(1, c))) !=
+                                                   py_upper(utf8_encode(std::u32string(1, c))));
+      if (w && !in_word) ++words;
+      in_word = w;
+    }
+    return Value::integer(words);
   }
   throw TemplateError("No filter named '" + name + "'.");
 }

@@ -554,6 +554,16 @@ class Parser {
         if (!is_op("]")) parts[2] = parse_expression();
       }
     }
+    if (!slice && is_op(",")) {  // obj[a, b]: a tuple index
+      auto t = make(ExprKind::kTuple);
+      t->args.push_back(std::move(parts[0]));
+      while (is_op(",")) {
+        next();
+        if (is_op("]")) break;
+        t->args.push_back(parse_expression());
+      }
+      return t;
+    }
     if (!slice) return std::move(parts[0]);
     auto s = make(ExprKind::kSlice);
     for (auto& p : parts) s->args.push_back(std::move(p));

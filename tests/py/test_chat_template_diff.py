@@ -213,6 +213,76 @@ def test_runaway_templates_are_cut_off():
         assert "error" in o, t
 
 
+# Grammar fuzz: random templates mixing every operator, filter and test over mixed-type values. Left
+# out are constructs whose Python output is an object address or a lazy generator (dict views,
+# `|items` of a non-mapping), which no template can rely on.
+FUZZ_ATOMS = ["d", "l", "s", "t", "e", "n", "f", "z", "ls", "lo", "u", "none", "true", "false", "1", "0", "-2", "2.5",
+              "'x'", "'a b'", '"Q"', "[1,'a']", "{'k':1}", "(1,2)", "d.a", "d.b", "d.c", "d.c.y", "d['s']", "l[0]",
+              "l[-1]", "s[1:3]", "l[::-1]", "lo[0].t", "d.get('a')", "s.split()", "s.upper()", "' x '.strip()",
+              "loop.index"]
+FUZZ_FILTERS = ["length", "string", "trim", "tojson", "list", "first", "last", "lower", "upper", "int", "float", "abs",
+                "join(',')", "sort", "unique|list", "reverse|list", "default('D')", "capitalize", "title", "sum",
+                "max", "min", "map(attribute='a')|list", "selectattr('a')|list", "select|list", "count", "safe", "e",
+                "round", "wordcount", "tojson(indent=1)"]
+FUZZ_TESTS = ["defined", "undefined", "none", "string", "number", "integer", "float", "mapping", "iterable",
+              "sequence", "boolean", "true", "false", "odd", "even", "in l", "eq 1"]
+FUZZ_OPS = ["+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", ">", "<=", ">=", "in", "not in", "and", "or"]
+FUZZ_VARS = {"d": {"a": 1, "b": [1, 2], "c": {"x": None, "y": 1.5}, "s": "str"}, "l": [3, 1, 2], "s": "Héllo wörld",
+             "t": True, "e": "", "n": -3, "f": 2.5, "z": 0, "ls": ["b", "A", "c"],
+             "lo": [{"a": 1, "t": "x"}, {"a": 0, "t": "y"}]}
+
+
+def _fuzz_expr(r, depth=0):
+    k = r.random()
+    if depth > 2 or k < 0.35:
+        return r.choice(FUZZ_ATOMS)
+    if k < 0.55:
+        return _fuzz_expr(r, depth + 1) + "|" + r.choice(FUZZ_FILTERS)
+    if k < 0.65:
+        return _fuzz_expr(r, depth + 1) + " is " + r.choice(["", "not "]) + r.choice(FUZZ_TESTS)
+    if k < 0.85:
+        return f"({_fuzz_expr(r, depth + 1)} {r.choice(FUZZ_OPS)} {_fuzz_expr(r, depth + 1)})"
+    if k < 0.92:
+        return f"({_fuzz_expr(r, depth + 1)} if {_fuzz_expr(r, depth + 1)} else {_fuzz_expr(r, depth + 1)})"
+    return "not " + _fuzz_expr(r, depth + 1)
+
+
+def _fuzz_stmt(r, depth=0):
+    k = r.random()
+    if depth > 2 or k < 0.4:
+        return "{{ " + _fuzz_expr(r) + " }}" + r.choice(["", "\n", " ", "|"])
+    if k < 0.55:
+        return ("{%- if " + _fuzz_expr(r) + " %}\n  " + _fuzz_stmt(r, depth + 1) + "{% elif " + _fuzz_expr(r) +
+                " -%}" + _fuzz_stmt(r, depth + 1) + "{% else %}" + _fuzz_stmt(r, depth + 1) + "{% endif %}\n")
+    if k < 0.7:
+        seq = r.choice(["l", "ls", "lo", "s", "d", "u", "range(3)"])
+        return "{% for x in " + seq + " %}{{ x }}{{ loop.index }}" + _fuzz_stmt(r, depth + 1) + "{% endfor %}"
+    if k < 0.8:
+        return "{% set v = " + _fuzz_expr(r) + " %}{{ v }}"
+    if k < 0.9:
+        return "  {% if t %}\n    " + _fuzz_stmt(r, depth + 1) + "\n  {%+ endif %}  \n"
+    return "{% set ns = namespace(c=0) %}{% for x in l %}{% set ns.c = ns.c + x %}{% endfor %}{{ ns.c }}"
+
+
+def test_grammar_fuzz_matches_python():
+    import random
+    r = random.Random(20261122)
+    templates = ["".join(_fuzz_stmt(r) for _ in range(r.randint(1, 3))) for _ in range(1500)]
+    outs = _run_jsonl(["-", "--raw"], [{"template": t, "variables": FUZZ_VARS} for t in templates])
+    failures, rendered = [], 0
+    for t, got in zip(templates, outs):
+        exp, err = _expected(lambda: oracle.render_raw(t, FUZZ_VARS))
+        if exp is None:
+            if "error" not in got:
+                failures.append(f"{t!r}: python raised {err!r}, deltaserve gave {got!r}")
+        elif got.get("prompt") != exp:
+            failures.append(f"{t!r}: expected {exp!r}, got {got!r}")
+        else:
+            rendered += 1
+    assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures[:5])
+    assert rendered > 400
+
+
 def test_oracle_agrees_with_transformers_when_installed():
     pytest.importorskip("transformers")
     for name in TEMPLATES:
