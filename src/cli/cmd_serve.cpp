@@ -295,9 +295,10 @@ int serve_main(const std::vector<std::string>& argv) {
     sigwait(&set, &sig);
     DS_INFO << "Received " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << "; shutting down: no new requests, aborting "
             << "in-flight ones";
+    engine.stop_accepting();  // new requests get 503 from here on
+    engine.abort_all();       // in-flight ones finish with finish_reason "abort"
+    server.drain(std::chrono::seconds(5));  // let their streams write the final chunk and [DONE]
     server.stop();
-    engine.stop_accepting();  // a handler racing with the signal gets 503, never a long-running request
-    engine.abort_all();
     sigwait(&set, &sig);
     DS_WARN << "second signal: exiting immediately";
     std::_Exit(1);

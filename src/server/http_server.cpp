@@ -206,6 +206,13 @@ void HttpServer::serve() {
   svr_->listen_after_bind();
 }
 
+void HttpServer::drain(std::chrono::milliseconds max_wait) {
+  app_->shutting_down = true;
+  const auto deadline = std::chrono::steady_clock::now() + max_wait;
+  while (app_->server_load.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
 void HttpServer::stop() {
   if (stopping_.exchange(true)) return;
   app_->shutting_down = true;

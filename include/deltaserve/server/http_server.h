@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <thread>
 
@@ -38,6 +39,9 @@ class HttpServer {
   int port() const { return port_; }
   void serve();   // blocks until stop(); in-flight requests finish before it returns
   void stop();    // thread-safe, idempotent: stops accepting new connections
+  // Waits (at most max_wait) until no generation request is in flight, so aborted streams can
+  // write their finish chunk and [DONE] before stop() (which cuts chunked responses short).
+  void drain(std::chrono::milliseconds max_wait);
 
  private:
   void stats_loop();
