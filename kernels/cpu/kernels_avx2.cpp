@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "deltaserve/core/dtype.h"
 #include "deltaserve/kernels/cpu.h"
