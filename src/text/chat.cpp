@@ -397,6 +397,12 @@ Result<std::string> ChatTemplate::render(const ojson& req) const {
   return out;
 }
 
+Result<std::string> ChatTemplate::render_body(std::string_view json_body) const {
+  ojson req = ojson::parse(json_body, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded()) return bad("the request body is not valid JSON");
+  return render(req);
+}
+
 Result<std::string> render_chat_prompt(const ojson& request, const ChatTemplateOptions& opts) {
   DS_ASSIGN_OR_RETURN(ChatTemplate t, ChatTemplate::create(opts));
   return t.render(request);

@@ -193,6 +193,18 @@ TEST(Chat, ContinueFinalMessageCutsAtTheMessage) {
             "<user>q</user><assistant>trailing");
 }
 
+TEST(Chat, RenderBodyKeepsClientKeyOrder) {
+  ChatTemplateOptions opts;
+  opts.chat_template = "{{ tools[0].function.parameters|tojson }}";
+  auto t = ChatTemplate::create(opts);
+  ASSERT_TRUE(t.is_ok());
+  auto out = t->render_body(
+      R"({"messages":[],"tools":[{"type":"function","function":{"name":"f","parameters":{"zz":1,"aa":2}}}]})");
+  ASSERT_TRUE(out.is_ok()) << out.status().message();
+  EXPECT_EQ(*out, R"({"zz": 1, "aa": 2})");
+  EXPECT_FALSE(t->render_body("{not json").is_ok());
+}
+
 TEST(Chat, BadRequestsAreErrors) {
   const char* bad[] = {
       R"({"messages":[{"role":"user","content":"x"}],"continue_final_message":true})",  // with add_generation_prompt

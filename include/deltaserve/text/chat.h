@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "deltaserve/core/status.h"
 #include "deltaserve/text/jinja.h"
@@ -50,6 +51,10 @@ class ChatTemplate {
   // (tool schemas, arguments) is the client's, as in Python. Returns the prompt, or a Status with
   // vLLM's 400-style message (bad messages, template raise_exception, limits).
   Result<std::string> render(const nlohmann::ordered_json& request) const;
+
+  // Same, from the raw request body (parsed here with ordered_json). Prefer this over passing a
+  // nlohmann::json, whose sorted keys would reorder tool schemas in the prompt.
+  Result<std::string> render_body(std::string_view json_body) const;
 
   // The template variables `render` would pass (for debugging and tests).
   Result<nlohmann::ordered_json> template_vars(const nlohmann::ordered_json& request) const;
