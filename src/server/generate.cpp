@@ -36,6 +36,8 @@ bool Submission::all_done() const {
 }
 
 std::optional<ApiError> Submission::add_prompt(GenRequest& req, std::vector<int32_t> ids, std::string text) {
+  if (req.truncate_prompt_tokens && static_cast<int64_t>(ids.size()) > *req.truncate_prompt_tokens)
+    ids.erase(ids.begin(), ids.end() - *req.truncate_prompt_tokens);  // vLLM keeps the last k tokens
   engine::SamplingParams params;
   if (auto e = finalize_for_prompt(&req, static_cast<int64_t>(ids.size()), app_->cfg, &params)) return e;
   prompt_tokens += static_cast<int64_t>(ids.size());

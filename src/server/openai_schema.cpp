@@ -312,6 +312,16 @@ std::optional<ApiError> parse_gen_request(const json& body, bool chat, const Ser
   DS_TRY(get_bool(body, "return_tokens_as_token_ids", &r->return_tokens_as_token_ids));
   if (body.contains("request_id") && body["request_id"].is_string()) r->request_id = body["request_id"].get<std::string>();
 
+  DS_TRY(get_int(body, "truncate_prompt_tokens", &r->truncate_prompt_tokens));
+  if (r->truncate_prompt_tokens) {
+    int64_t& t = *r->truncate_prompt_tokens;
+    if (t == -1) t = cfg.max_model_len;
+    if (t < 1) return bad_request("truncate_prompt_tokens must be -1 or at least 1", "truncate_prompt_tokens");
+    if (t > cfg.max_model_len)
+      return bad_request("truncate_prompt_tokens value (" + std::to_string(t) + ") is greater than max_model_len (" +
+                             std::to_string(cfg.max_model_len) + "). Please request a smaller truncation size.",
+                         "truncate_prompt_tokens");
+  }
   bool beam = false;
   DS_TRY(get_bool(body, "use_beam_search", &beam));
   if (beam) return bad_request("Beam search is not supported by deltaserve.", "use_beam_search");

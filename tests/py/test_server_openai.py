@@ -308,6 +308,9 @@ def test_errors(server, client):
     assert status == 405 and json.loads(text) == {"detail": "Method Not Allowed"}
     status, text, _ = http(server, "GET", "/no/such/route")
     assert status == 404
+    r = json.loads(http(server, "POST", "/v1/completions", {"prompt": "x" * 600, "max_tokens": 2,
+                                                           "truncate_prompt_tokens": 10})[1])
+    assert r["usage"]["prompt_tokens"] == 10
     # unknown fields are ignored
     status, _, _ = http(server, "POST", "/v1/completions",
                         {"prompt": "x", "max_tokens": 2, "some_future_field": {"a": 1}})

@@ -141,6 +141,15 @@ TEST(Schema, ContextLengthErrorsKeepVllmWording) {
   EXPECT_EQ(p.max_tokens, 5);
 }
 
+TEST(Schema, TruncatePromptTokens) {
+  GenRequest g;
+  ASSERT_FALSE(parse({{"prompt", "x"}, {"truncate_prompt_tokens", -1}}, false, &g));
+  EXPECT_EQ(g.truncate_prompt_tokens, 100);
+  auto e = parse({{"prompt", "x"}, {"truncate_prompt_tokens", 101}}, false, &g);
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("greater than max_model_len (100)"), std::string::npos);
+}
+
 TEST(Schema, FuzzedBodiesNeverCrash) {
   const json seeds[] = {chat_body(), json{{"prompt", "x"}}, json::array(), json(nullptr), json("s"), json(3)};
   const json values[] = {nullptr, -1, 0, 1e308, -1e308, "", "x", json::array(), json::object(), true, 1.5,

@@ -43,6 +43,7 @@ struct GenRequest {
   bool return_token_ids = false;
   bool return_tokens_as_token_ids = false;
   std::optional<std::string> request_id;  // body "request_id"
+  std::optional<int64_t> truncate_prompt_tokens;  // keep the last k prompt tokens (-1: max_model_len)
 };
 
 // Validates the body and resolves `model`. Errors carry vLLM's status and message.
