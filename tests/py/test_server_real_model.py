@@ -1,7 +1,7 @@
 """`deltaserve serve` on a real (tiny, random-weight) Qwen3.5 MoE GPTQ checkpoint through the CPU
 runtime: the engine's greedy tokens must equal those of the independent offline runner
-(`deltaserve generate`), alone and inside a concurrent batch. Skipped when the fixture or the
-Qwen3.5 tokenizer (DS_QWEN35_TOKENIZER, default build-tok/tokenizers/qwen35) is missing."""
+(`deltaserve generate`), alone and inside a concurrent batch. Needs the Qwen3.5 tokenizer that
+tools/setup.sh writes to build/tokenizers/qwen35 (or DS_QWEN35_TOKENIZER)."""
 import concurrent.futures
 import json
 import os
@@ -14,13 +14,16 @@ from conftest import BINARY, ServerProcess
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 MODEL = os.path.join(ROOT, "tests", "fixtures", "models", "moe-gptq-int4")
-TOKENIZER = os.environ.get("DS_QWEN35_TOKENIZER", os.path.join(ROOT, "build-tok", "tokenizers", "qwen35"))
+TOKENIZER = os.environ.get("DS_QWEN35_TOKENIZER", os.path.join(os.path.dirname(BINARY), "tokenizers", "qwen35"))
+if TOKENIZER.endswith(".json"):  # the tokenizer tests take the file itself
+    TOKENIZER = os.path.dirname(TOKENIZER)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not (os.path.exists(BINARY) and os.path.isdir(MODEL) and os.path.exists(os.path.join(TOKENIZER, "tokenizer.json"))):
-        pytest.skip("needs the deltaserve binary, the moe-gptq-int4 fixture and a Qwen3.5 tokenizer.json")
+        pytest.fail("needs the deltaserve binary, the moe-gptq-int4 fixture and a Qwen3.5 tokenizer.json "
+                    f"at {TOKENIZER} (run tools/setup.sh)")
     tmp = tmp_path_factory.mktemp("real")
     s = ServerProcess([MODEL, "--tokenizer", TOKENIZER, "--max-model-len", "256", "--kv-cache-memory-bytes", "256M",
                        "--max-num-batched-tokens", "16", "--reasoning-parser", "qwen3"],
