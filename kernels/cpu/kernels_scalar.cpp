@@ -51,8 +51,8 @@ void linear_rows_scalar(const PackedLinear& w, const float* x, const float* xsum
           float qx = 0.0f;
           for (int64_t k = w.group_start[g]; k < w.group_start[g + 1]; ++k)
             qx += static_cast<float>(packed_code(w, n, k)) * xt[k];
-          const float s = f16_to_f32(w.scales[g * w.n_pad + n]);
-          const float z = w.zeros ? static_cast<float>(w.zeros[g * w.n_pad + n]) : sym_zero;
+          const float s = f16_to_f32(w.scales[group_param_index(w.groups, g, n)]);
+          const float z = w.zeros ? static_cast<float>(w.zeros[group_param_index(w.groups, g, n)]) : sym_zero;
           acc += s * (qx - z * xsum[t * w.groups + g]);
         }
       }

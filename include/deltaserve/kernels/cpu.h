@@ -21,6 +21,8 @@ enum class PackedFormat : uint8_t { kF32, kBF16, kF16, kQ4, kQ8 };
 //   kQ4: [n_pad/16][k] x 8 bytes; byte j holds row j (low nibble) and row j+8 (high nibble)
 //   kQ8: [n_pad/16][k] x 16 bytes; byte j holds row j
 // Values are unsigned codes q; W[n][k] = scale[g][n] * (q - zero[g][n]) with g the group of k.
+// Scales and zeros are stored per row block too ([n_pad/16][groups][16]), so a block's GEMV reads
+// them contiguously instead of striding over all of N (a cache and TLB miss per group otherwise).
 // Act-order checkpoints are repacked with k sorted by group (Marlin's argsort(g_idx)), so the
 // activation is gathered through `perm` once per call and groups are contiguous ranges of k.
 constexpr int kRowBlock = 16;
@@ -30,8 +32,8 @@ struct PackedLinear {
   int64_t n = 0, k = 0;                 // out_features, in_features
   int64_t n_pad = 0;                    // n rounded up to kRowBlock (quantized formats)
   const void* data = nullptr;           // dense: [n][k] f32/bf16/f16; quantized: see above
-  const uint16_t* scales = nullptr;     // quantized: fp16 [groups][n_pad]
-  const uint8_t* zeros = nullptr;       // quantized asym: [groups][n_pad]; nullptr: sym (8 / 128)
+  const uint16_t* scales = nullptr;     // quantized: fp16 [n_pad/16][groups][16]
+  const uint8_t* zeros = nullptr;       // quantized asym: [n_pad/16][groups][16]; nullptr: sym (8 / 128)
   const int32_t* group_start = nullptr; // quantized: [groups + 1] k ranges in packed order
   int64_t groups = 0;
   const int32_t* perm = nullptr;        // act-order: packed column k' reads x[perm[k']]; else nullptr
@@ -40,6 +42,10 @@ struct PackedLinear {
 
 inline bool is_quantized(PackedFormat f) { return f == PackedFormat::kQ4 || f == PackedFormat::kQ8; }
 inline int64_t row_blocks(const PackedLinear& w) { return (w.n + kRowBlock - 1) / kRowBlock; }
+// Index of (group g, row n) in scales / zeros.
+inline int64_t group_param_index(int64_t groups, int64_t g, int64_t n) {
+  return ((n / kRowBlock) * groups + g) * kRowBlock + n % kRowBlock;
+}
 
 struct CpuKernels {
   CpuIsa isa;

@@ -91,7 +91,7 @@ static Status prepare_quantized(const WeightSource& src, CpuWeight* w) {
         case DType::kF32: h = f32_to_f16(static_cast<const float*>(src.scales)[i]); break;
         default: h = f32_to_f16(bf16_to_f32(static_cast<const uint16_t*>(src.scales)[i])); break;
       }
-      w->scales[static_cast<size_t>(g * n_pad + n)] = h;
+      w->scales[static_cast<size_t>(kernels::group_param_index(G, g, n))] = h;
     }
   if (!src.sym) {
     // v1 stores zero - 1; a stored 2^bits - 1 wraps to 0 as GPTQModel's packed v1->v2 add does.
@@ -99,7 +99,7 @@ static Status prepare_quantized(const WeightSource& src, CpuWeight* w) {
     const int32_t mask = (1 << bits) - 1;
     for (int64_t g = 0; g < G; ++g)
       for (int64_t n = 0; n < N; ++n)
-        w->zeros[static_cast<size_t>(g * n_pad + n)] = static_cast<uint8_t>(
+        w->zeros[static_cast<size_t>(kernels::group_param_index(G, g, n))] = static_cast<uint8_t>(
             kernels::gptq_zero(src.qzeros, N, bits, false, src.zeros_v2, g, n) & mask);
   }
   if (!identity) w->perm = std::move(perm);
