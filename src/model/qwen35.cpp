@@ -248,8 +248,14 @@ Result<StepOutput> CpuQwen35Model::forward(const StepPlan& plan) {
     sp.block_table = s.block_table.data();
     spans.push_back(sp);
     ids.insert(ids.end(), s.token_ids.begin(), s.token_ids.end());
-    for (int64_t i = 0; i < n; ++i)
-      for (int r = 0; r < 3; ++r) pos.push_back(s.start_pos + i);
+    if (!s.mrope_positions.empty()) {
+      if (static_cast<int64_t>(s.mrope_positions.size()) != 3 * n)
+        return invalid_argument("sequence " + std::to_string(s.seq_id) + ": mrope_positions needs 3 per new token");
+      pos.insert(pos.end(), s.mrope_positions.begin(), s.mrope_positions.end());
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        for (int r = 0; r < 3; ++r) pos.push_back(s.start_pos + i);
+    }
     T += n;
   }
   // A sequence starting at position 0 starts from zero GDN state.

@@ -171,6 +171,32 @@ TEST(CpuQwen35, ChunkedGdnPrefillMatchesRecurrence) {
   EXPECT_LE(d, 1e-4);
 }
 
+TEST(CpuQwen35, ExplicitMropePositions) {
+  auto m = test::make_synthetic({});
+  auto model = make_model(*m);
+  ASSERT_TRUE(model);
+  const auto ids = prompt(12, 4);
+  const auto text = run_chunked(*model, 0, ids, 12);
+  StepPlan p;
+  p.seqs.push_back(step_of(0, ids, 0, 12));
+  for (int64_t i = 0; i < 12; ++i) p.seqs[0].mrope_positions.insert(p.seqs[0].mrope_positions.end(), {i, i, i});
+  auto same = model->forward(p);
+  ASSERT_TRUE(same.is_ok());
+  EXPECT_EQ(same->logits, text);  // text positions spelled out: identical
+  // Image-like grid positions on the h / w rows change the rotary angles and so the logits.
+  for (int64_t i = 4; i < 8; ++i) {
+    p.seqs[0].mrope_positions[static_cast<size_t>(3 * i + 1)] = 4 + (i - 4) / 2;
+    p.seqs[0].mrope_positions[static_cast<size_t>(3 * i + 2)] = 4 + (i - 4) % 2;
+  }
+  auto grid = model->forward(p);
+  ASSERT_TRUE(grid.is_ok());
+  EXPECT_GT(test::max_abs_diff(grid->logits.data() + 5 * 96, text.data() + 5 * 96, 96), 1e-4);
+  EXPECT_EQ(std::vector<float>(grid->logits.begin(), grid->logits.begin() + 4 * 96),
+            std::vector<float>(text.begin(), text.begin() + 4 * 96));
+  p.seqs[0].mrope_positions.resize(5);
+  EXPECT_EQ(model->forward(p).status().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST(CpuQwen35, RejectsBadPlans) {
   auto m = test::make_synthetic({});
   auto model = make_model(*m);

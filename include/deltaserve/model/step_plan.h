@@ -26,6 +26,9 @@ struct SeqStep {
   std::vector<int32_t> block_table;  // KV block ids covering positions [0, start_pos + token_ids.size())
   int32_t state_slot = -1;           // GDN state slot; zeroed by the runtime when start_pos == 0
   bool all_logits = false;           // logits for every new token (prompt logprobs, ppl), else the last
+  // Optional M-RoPE positions [n_new_tokens][3] (t, h, w) for multimodal prompts (qwen35-arch.md §5);
+  // empty: text, every row = start_pos + i.
+  std::vector<int64_t> mrope_positions;
   int64_t num_prompt_tokens = 0;     // informational (the scripted test model reads it); runtimes ignore it
 };
 
