@@ -12,7 +12,7 @@ import pytest
 import jinja_oracle as oracle
 import jinja_oracle_gen as gen
 
-BIN = os.path.join(os.environ.get("DS_BUILD_DIR", "/work/main/build"), "deltaserve")
+from conftest import BINARY as BIN
 TEMPLATES_DIR = os.path.join(gen.SHARED, "qwen35-templates")
 TEMPLATES = [
     "qwen3.5_official_chat_template.jinja",
