@@ -26,6 +26,7 @@
 #include "deltaserve/server/cli_args.h"
 #include "deltaserve/server/http_server.h"
 #include "deltaserve/server/tokenizer_codec.h"
+#include "deltaserve/server/uds_relay.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/text/chat.h"
@@ -256,6 +257,11 @@ int serve_main(const std::vector<std::string>& argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // --uds: the HTTP server listens on an internal loopback port and a relay serves the Unix socket.
+  if (!sc.uds_path.empty()) {
+    sc.host = "127.0.0.1";
+    sc.port = 0;
+  }
   ds::server::HttpServer server(sc, &engine, codec.get());
   {
     auto opts = ds::text::load_chat_template_options(model_dir, sc.chat_template);
@@ -289,6 +295,15 @@ int serve_main(const std::vector<std::string>& argv) {
     DS_ERROR << st.message();
     return 1;
   }
+  std::unique_ptr<ds::server::UdsRelay> uds_relay;
+  if (!sc.uds_path.empty()) {
+    auto relay = ds::server::UdsRelay::start(sc.uds_path, server.port());
+    if (!relay) {
+      DS_ERROR << relay.status().message();
+      return 1;
+    }
+    uds_relay = std::move(*relay);
+  }
   engine.start();
   std::thread sig_thread([&] {
     int sig = 0;
@@ -304,12 +319,18 @@ int serve_main(const std::vector<std::string>& argv) {
     std::_Exit(1);
   });
   sig_thread.detach();
-  DS_INFO << "Starting vLLM API server 0 on http://" << (sc.host.empty() ? "0.0.0.0" : sc.host) << ":"
-          << server.port();
+  if (uds_relay) {
+    DS_INFO << "Starting vLLM API server 0 on unix:" << sc.uds_path << " (relayed to internal http://127.0.0.1:"
+            << server.port() << ")";
+  } else {
+    DS_INFO << "Starting vLLM API server 0 on http://" << (sc.host.empty() ? "0.0.0.0" : sc.host) << ":"
+            << server.port();
+  }
   DS_INFO << "Available routes are: /v1/chat/completions, /v1/completions, /v1/models, /health, /ping, /version, "
              "/metrics, /tokenize, /detokenize, /load, /invocations";
   DS_INFO << "Application startup complete.";
   server.serve();
+  if (uds_relay) uds_relay->stop();  // closes relayed connections and unlinks the socket file
   engine.shutdown();
   DS_INFO << "Shutdown complete.";
   return 0;

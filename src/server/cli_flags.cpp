@@ -86,9 +86,11 @@ std::vector<FlagSpec> build() {
     a.server.port = static_cast<int>(p);
     return Status::ok();
   }));
-  t.push_back(refuse_if("uds", K::kString, [](const FlagValue&) { return true; },
-                        "Unix domain sockets are not supported by this build's HTTP library (cpp-httplib 0.11); "
-                        "use --host 127.0.0.1 --port N"));
+  t.push_back(honour("uds", K::kString, [](ServeArgs& a, const FlagValue& v) {
+    if (v.text.empty()) return bad("uds", "expected a socket path");
+    a.server.uds_path = v.text;
+    return Status::ok();
+  }));
   t.push_back(honour("served-model-name", K::kList, [](ServeArgs& a, const FlagValue& v) {
     if (v.list.empty()) return bad("served-model-name", "expected at least one argument");
     a.server.served_model_names = v.list;

@@ -15,6 +15,7 @@ namespace ds::server {
 struct ServerConfig {
   std::string host = "0.0.0.0";
   int port = 8000;
+  std::string uds_path;  // --uds: serve on this Unix socket (relayed to an internal loopback port)
   std::vector<std::string> served_model_names;  // first one is echoed and labels metrics
   std::string model_root;                       // MODEL as given (the "root" in /v1/models)
   std::vector<std::string> api_keys;
