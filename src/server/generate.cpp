@@ -35,6 +35,12 @@ bool Submission::all_done() const {
   return true;
 }
 
+int64_t Submission::completion_tokens() const {
+  int64_t n = 0;
+  for (const auto& c : choices) n += static_cast<int64_t>(c.ids.size());
+  return n;
+}
+
 std::optional<ApiError> Submission::add_prompt(GenRequest& req, std::vector<int32_t> ids, std::string text) {
   if (req.truncate_prompt_tokens && static_cast<int64_t>(ids.size()) > *req.truncate_prompt_tokens)
     ids.erase(ids.begin(), ids.end() - *req.truncate_prompt_tokens);  // vLLM keeps the last k tokens
@@ -160,6 +166,12 @@ json usage_json(const App& app, int64_t prompt_tokens, int64_t completion_tokens
             {"completion_tokens", completion_tokens},
             {"prompt_tokens_details", nullptr}};
   if (app.cfg.enable_prompt_tokens_details) u["prompt_tokens_details"] = {{"cached_tokens", 0}};
+  return u;
+}
+
+json stream_usage_json(const App& app, const Submission& sub, bool continuous) {
+  json u = usage_json(app, sub.prompt_tokens, sub.completion_tokens());
+  if (continuous || u["prompt_tokens_details"].is_null()) u.erase("prompt_tokens_details");
   return u;
 }
 

@@ -45,6 +45,7 @@ class Submission {
   void wait_all();
   void abort_all();
   bool all_done() const;
+  int64_t completion_tokens() const;  // generated tokens over all choices
 
   std::vector<ChoiceState> choices;
   int64_t prompt_tokens = 0;  // summed over prompts (not choices), as vLLM's usage
@@ -64,6 +65,9 @@ nlohmann::json completion_logprobs_json(const App& app, const std::vector<engine
 // vLLM's prompt_logprobs: [null, {id: {"logprob","rank","decoded_token"}}, ...]
 nlohmann::json prompt_logprobs_json(const App& app, const std::vector<engine::PositionLogprobs>& lps);
 nlohmann::json usage_json(const App& app, int64_t prompt_tokens, int64_t completion_tokens);
+// Usage of a streamed response so far: on per-chunk (continuous) usage vLLM leaves out
+// prompt_tokens_details; on the final usage chunk only when it is null.
+nlohmann::json stream_usage_json(const App& app, const Submission& sub, bool continuous);
 std::string make_request_id(const httplib::Request& req, const GenRequest& g, const char* prefix);
 
 }  // namespace ds::server

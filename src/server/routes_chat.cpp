@@ -100,8 +100,7 @@ class ChatStream : public SseProducer {
     }
     if (!sub_->all_done()) return false;
     if (g_.include_usage) {
-      json u = usage_json(*app_, sub_->prompt_tokens, completion_tokens());
-      if (u["prompt_tokens_details"].is_null()) u.erase("prompt_tokens_details");
+      const json u = stream_usage_json(*app_, *sub_, /*continuous=*/false);
       *out += sse_event({{"id", ctx_.id}, {"object", "chat.completion.chunk"}, {"created", ctx_.created},
                          {"model", ctx_.model}, {"choices", json::array()}, {"usage", u}});
     }
@@ -113,11 +112,6 @@ class ChatStream : public SseProducer {
   void cancel() override { sub_->abort_all(); }
 
  private:
-  int64_t completion_tokens() const {
-    int64_t n = 0;
-    for (const auto& c : sub_->choices) n += static_cast<int64_t>(c.ids.size());
-    return n;
-  }
   json take_lps(size_t i) {
     if (!g_.chat_logprobs || pending_lps_[i].empty()) return nullptr;
     json j = chat_logprobs_json(*app_, pending_lps_[i], g_.return_tokens_as_token_ids);
@@ -130,9 +124,7 @@ class ChatStream : public SseProducer {
     json j = {{"id", ctx_.id}, {"object", "chat.completion.chunk"}, {"created", ctx_.created},
               {"model", ctx_.model}, {"choices", json::array({choice})}};
     if (g_.include_usage && g_.continuous_usage_stats) {
-      json u = usage_json(*app_, sub_->prompt_tokens, completion_tokens());
-      u.erase("prompt_tokens_details");
-      j["usage"] = u;
+      j["usage"] = stream_usage_json(*app_, *sub_, /*continuous=*/true);
     }
     return j;
   }
@@ -214,7 +206,6 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
   } guard{app};
   sub->wait_all();
   json choices = json::array();
-  int64_t completion_tokens = 0;
   for (auto& c : sub->choices) {
     if (!c.error.is_ok()) {
       ApiError e = from_status(c.error);
@@ -240,7 +231,6 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
                    {"stop_reason", stop_reason_json(c.stop_reason)},
                    {"token_ids", g.return_token_ids ? json(c.ids) : json(nullptr)}};
     choices.push_back(choice);
-    completion_tokens += static_cast<int64_t>(c.ids.size());
   }
   const ChoiceState& first = sub->choices.front();
   json resp = {{"id", ctx.id},
@@ -250,7 +240,7 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
                {"choices", choices},
                {"service_tier", nullptr},
                {"system_fingerprint", nullptr},
-               {"usage", usage_json(app, sub->prompt_tokens, completion_tokens)},
+               {"usage", usage_json(app, sub->prompt_tokens, sub->completion_tokens())},
                {"prompt_logprobs", first.prompt_logprobs ? prompt_logprobs_json(app, *first.prompt_logprobs)
                                                          : json(nullptr)},
                {"prompt_token_ids", g.return_token_ids ? json(first.prompt_ids) : json(nullptr)},

@@ -70,8 +70,7 @@ class CompletionStream : public SseProducer {
     }
     if (!sub_->all_done()) return false;
     if (g_.include_usage) {
-      json u = usage_json(*app_, sub_->prompt_tokens, completion_tokens());
-      if (u["prompt_tokens_details"].is_null()) u.erase("prompt_tokens_details");
+      const json u = stream_usage_json(*app_, *sub_, /*continuous=*/false);
       *out += sse_event({{"id", ctx_.id}, {"object", "text_completion"}, {"created", ctx_.created},
                          {"model", ctx_.model}, {"choices", json::array()}, {"usage", u}});
     }
@@ -83,20 +82,13 @@ class CompletionStream : public SseProducer {
   void cancel() override { sub_->abort_all(); }
 
  private:
-  int64_t completion_tokens() const {
-    int64_t n = 0;
-    for (const auto& c : sub_->choices) n += static_cast<int64_t>(c.ids.size());
-    return n;
-  }
   json chunk(int index, const std::string& text, json logprobs) {
     json choice = {{"index", index}, {"text", text}, {"logprobs", std::move(logprobs)},
                    {"finish_reason", nullptr}, {"stop_reason", nullptr}};
     json j = {{"id", ctx_.id}, {"object", "text_completion"}, {"created", ctx_.created},
               {"model", ctx_.model}, {"choices", json::array({choice})}};
     if (g_.include_usage && g_.continuous_usage_stats) {
-      json u = usage_json(*app_, sub_->prompt_tokens, completion_tokens());
-      u.erase("prompt_tokens_details");
-      j["usage"] = u;
+      j["usage"] = stream_usage_json(*app_, *sub_, /*continuous=*/true);
     }
     return j;
   }
@@ -140,7 +132,6 @@ void handle_completions(App& app, const httplib::Request& req, httplib::Response
   } guard{app};
   sub->wait_all();
   json choices = json::array();
-  int64_t completion_tokens = 0;
   for (auto& c : sub->choices) {
     if (!c.error.is_ok()) {
       ApiError e = from_status(c.error);
@@ -166,7 +157,6 @@ void handle_completions(App& app, const httplib::Request& req, httplib::Response
                        {"prompt_logprobs", c.prompt_logprobs ? prompt_logprobs_json(app, *c.prompt_logprobs)
                                                              : json(nullptr)},
                        {"prompt_token_ids", g.return_token_ids ? json(c.prompt_ids) : json(nullptr)}});
-    completion_tokens += static_cast<int64_t>(c.ids.size());
   }
   send_json(res, 200,
             {{"id", ctx.id},
@@ -176,7 +166,7 @@ void handle_completions(App& app, const httplib::Request& req, httplib::Response
              {"choices", choices},
              {"service_tier", nullptr},
              {"system_fingerprint", nullptr},
-             {"usage", usage_json(app, sub->prompt_tokens, completion_tokens)},
+             {"usage", usage_json(app, sub->prompt_tokens, sub->completion_tokens())},
              {"kv_transfer_params", nullptr}});
 }
 
