@@ -4,6 +4,8 @@
 #include <thread>
 
 #include "deltaserve/core/log.h"
+#include "deltaserve/server/errors.h"
+#include "sse.h"
 
 namespace ds::server {
 
@@ -167,6 +169,21 @@ json usage_json(const App& app, int64_t prompt_tokens, int64_t completion_tokens
             {"prompt_tokens_details", nullptr}};
   if (app.cfg.enable_prompt_tokens_details) u["prompt_tokens_details"] = {{"cached_tokens", 0}};
   return u;
+}
+
+std::string sse_stream_error(const Status& error) {
+  ApiError e = from_status(error);
+  if (e.status < 500) e.status = 500;
+  return sse_event(e.to_json()) + sse_done();
+}
+
+std::string sse_stream_end(const App& app, const Submission& sub, bool include_usage, const std::string& id,
+                           const char* object, int64_t created, const std::string& model) {
+  std::string out;
+  if (include_usage)
+    out += sse_event({{"id", id}, {"object", object}, {"created", created}, {"model", model},
+                      {"choices", json::array()}, {"usage", stream_usage_json(app, sub, /*continuous=*/false)}});
+  return out + sse_done();
 }
 
 json stream_usage_json(const App& app, const Submission& sub, bool continuous) {

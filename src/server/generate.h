@@ -68,6 +68,11 @@ nlohmann::json usage_json(const App& app, int64_t prompt_tokens, int64_t complet
 // Usage of a streamed response so far: on per-chunk (continuous) usage vLLM leaves out
 // prompt_tokens_details; on the final usage chunk only when it is null.
 nlohmann::json stream_usage_json(const App& app, const Submission& sub, bool continuous);
+// An engine error after the stream started: an SSE error event (status >= 500), then [DONE].
+std::string sse_stream_error(const Status& error);
+// The end of a finished stream: the usage chunk when the client asked for it, then [DONE].
+std::string sse_stream_end(const App& app, const Submission& sub, bool include_usage, const std::string& id,
+                           const char* object, int64_t created, const std::string& model);
 std::string make_request_id(const httplib::Request& req, const GenRequest& g, const char* prefix);
 
 }  // namespace ds::server

@@ -76,10 +76,7 @@ class ChatStream : public SseProducer {
       if (!ev) continue;
       if (!ev->error.is_ok()) {
         c.absorb(*ev);
-        ApiError e = from_status(ev->error);
-        if (e.status < 500) e.status = 500;
-        *out += sse_event(e.to_json());
-        *out += sse_done();
+        *out += sse_stream_error(ev->error);
         sub_->abort_all();
         complete_ = true;
         return true;
@@ -99,12 +96,8 @@ class ChatStream : public SseProducer {
       }
     }
     if (!sub_->all_done()) return false;
-    if (g_.include_usage) {
-      const json u = stream_usage_json(*app_, *sub_, /*continuous=*/false);
-      *out += sse_event({{"id", ctx_.id}, {"object", "chat.completion.chunk"}, {"created", ctx_.created},
-                         {"model", ctx_.model}, {"choices", json::array()}, {"usage", u}});
-    }
-    *out += sse_done();
+    *out += sse_stream_end(*app_, *sub_, g_.include_usage, ctx_.id, "chat.completion.chunk", ctx_.created,
+                           ctx_.model);
     complete_ = true;
     return true;
   }

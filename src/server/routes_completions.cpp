@@ -44,10 +44,7 @@ class CompletionStream : public SseProducer {
       waited = true;
       if (!ev) continue;
       if (!ev->error.is_ok()) {
-        ApiError e = from_status(ev->error);
-        if (e.status < 500) e.status = 500;
-        *out += sse_event(e.to_json());
-        *out += sse_done();
+        *out += sse_stream_error(ev->error);
         sub_->abort_all();
         complete_ = true;
         return true;
@@ -69,12 +66,7 @@ class CompletionStream : public SseProducer {
       }
     }
     if (!sub_->all_done()) return false;
-    if (g_.include_usage) {
-      const json u = stream_usage_json(*app_, *sub_, /*continuous=*/false);
-      *out += sse_event({{"id", ctx_.id}, {"object", "text_completion"}, {"created", ctx_.created},
-                         {"model", ctx_.model}, {"choices", json::array()}, {"usage", u}});
-    }
-    *out += sse_done();
+    *out += sse_stream_end(*app_, *sub_, g_.include_usage, ctx_.id, "text_completion", ctx_.created, ctx_.model);
     complete_ = true;
     return true;
   }
