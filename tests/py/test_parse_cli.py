@@ -9,15 +9,11 @@ import tempfile
 
 import pytest
 
-from conftest import BINARY
+from conftest import BINARY, DATA, QWEN3_TOKENIZER
 
-DATA = os.environ.get(
-    "DS_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 TOOL_CASES = os.path.join(DATA, "vllm-parser-golden", "qwen3_tool_parser_cases.json")
-QWEN3_TOKENIZER = os.path.join(DATA, "qwen3-tokenizer", "tokenizer.json")
 
-pytestmark = pytest.mark.skipif(not os.path.exists(BINARY) or not os.path.exists(TOOL_CASES),
-                                reason="needs the deltaserve binary and shared golden data")
+pytestmark = pytest.mark.skipif(not os.path.exists(BINARY), reason="needs the deltaserve binary")
 
 
 def run_parse(output, args):
@@ -87,7 +83,7 @@ def test_golden_case_through_cli(case, text):
                 assert final["message"]["content"] == whole["message"]["content"]
             # Real BPE tokens instead of characters (loading the tokenizer costs ~0.5 s, so only
             # for the streaming cases and one parser name).
-            if parser == "qwen3_coder" and case["mode"] != "non_streaming" and os.path.exists(QWEN3_TOKENIZER):
+            if parser == "qwen3_coder" and case["mode"] != "non_streaming":
                 lines = run_parse(text, base + ["--tokenizer", QWEN3_TOKENIZER, "--stream-chunk-tokens", "2"])
                 check_stream(lines)
                 assert lines[-1]["message"]["tool_calls"] == [

@@ -8,9 +8,8 @@ import os
 import openai
 import pytest
 
-from conftest import ServerProcess
+from conftest import DATA, ServerProcess
 
-DATA = os.environ.get("DS_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 TEMPLATE = os.path.join(DATA, "qwen35-templates", "qwen3.5_official_chat_template.jinja")
 
 CALL = ("<tool_call>\n<function=get_weather>\n<parameter=city>\n{city}\n</parameter>\n"

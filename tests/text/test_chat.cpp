@@ -19,9 +19,9 @@ using ds::text::ChatTemplateOptions;
 using ojson = nlohmann::ordered_json;
 namespace fs = std::filesystem;
 
-std::string shared_data_dir() {
+std::string test_data_dir() {
   if (const char* d = std::getenv("DS_SHARED_DATA")) return d;
-  return std::string(DS_SOURCE_DIR) + "/../shared/data";
+  return std::string(DS_SOURCE_DIR) + "/tests/data";
 }
 
 ds::Result<std::string> render(const std::string& tmpl, const std::string& request_json,
@@ -37,8 +37,8 @@ const char* kDumpOpenAI =
     "{{ m|tojson }}\n{% endfor %}";
 
 TEST(Chat, Qwen35OfficialTemplateMatchesPython) {
-  std::ifstream f(shared_data_dir() + "/qwen35-templates/qwen3.5_official_chat_template.jinja");
-  if (!f) GTEST_SKIP() << "shared data not found (set DS_SHARED_DATA)";
+  std::ifstream f(test_data_dir() + "/qwen35-templates/qwen3.5_official_chat_template.jinja");
+  ASSERT_TRUE(f.good()) << "test data not found under " << test_data_dir();
   std::stringstream ss;
   ss << f.rdbuf();
   ChatTemplateOptions opts;

@@ -1,4 +1,4 @@
-// Golden cases extracted from vLLM's tests (shared/data/vllm-parser-golden): every case, in the
+// Golden cases extracted from vLLM's tests (tests/data/vllm-parser-golden): every case, in the
 // modes it lists, then re-run at every split point, unit by unit and in random chunks.
 #include <gtest/gtest.h>
 
@@ -18,7 +18,7 @@ using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 
 json load(const std::string& name) {
-  const std::string path = shared_data_dir() + "/vllm-parser-golden/" + name;
+  const std::string path = test_data_dir() + "/vllm-parser-golden/" + name;
   std::ifstream f(path);
   if (!f) return nullptr;
   return json::parse(f, nullptr, false);
@@ -145,7 +145,7 @@ void check_stream_expectations(const json& c, const ParseRun& r) {
 
 TEST(ParserGolden, ToolCases) {
   const json data = load("qwen3_tool_parser_cases.json");
-  if (data.is_null()) GTEST_SKIP() << "golden data not found under " << shared_data_dir();
+  ASSERT_FALSE(data.is_null()) << "golden data not found under " << test_data_dir();
   ASSERT_FALSE(data.is_discarded());
   ASSERT_EQ(data["cases"].size(), 40u);
   for (const auto& c : data["cases"]) {
@@ -200,7 +200,7 @@ TEST(ParserGolden, ToolCases) {
 
 TEST(ParserGolden, ToolInputsWithoutExpectations) {
   const json data = load("qwen3_tool_parser_cases.json");
-  if (data.is_null()) GTEST_SKIP();
+  ASSERT_FALSE(data.is_null()) << "golden data not found under " << test_data_dir();
   std::map<std::string, ParsedMessage> got;
   for (const auto& c : data["inputs_without_explicit_expectations"]["items"]) {
     const std::string out = c["model_output"];
@@ -271,7 +271,7 @@ void expect_reasoning_with_tools(const ParsedMessage& m, const json& reasoning, 
 
 TEST(ParserGolden, ReasoningCases) {
   const json data = load("qwen3_reasoning_parser_cases.json");
-  if (data.is_null()) GTEST_SKIP();
+  ASSERT_FALSE(data.is_null()) << "golden data not found under " << test_data_dir();
   size_t n = 0;
   for (const auto& c : data["cases"]) {
     const std::string out = c["model_output"];
@@ -326,7 +326,7 @@ TEST(ParserGolden, ReasoningCases) {
 
 TEST(ParserGolden, ReasoningThenToolRecovery) {
   const json data = load("qwen3_tool_parser_cases.json");
-  if (data.is_null()) GTEST_SKIP();
+  ASSERT_FALSE(data.is_null()) << "golden data not found under " << test_data_dir();
   for (const auto& c : data["reasoning_then_tool_recovery"]["items"]) {
     const std::string id = c["id"], out = c["model_output"];
     const json& e = c["expected"];

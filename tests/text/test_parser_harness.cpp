@@ -6,9 +6,9 @@
 
 namespace ds::text::parser_testing {
 
-std::string shared_data_dir() {
+std::string test_data_dir() {
   if (const char* e = std::getenv("DS_SHARED_DATA")) return e;
-  return std::string(DS_SOURCE_DIR) + "/../shared/data";
+  return std::string(DS_SOURCE_DIR) + "/tests/data";
 }
 
 static size_t utf8_len(unsigned char b) {

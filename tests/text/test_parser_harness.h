@@ -55,6 +55,6 @@ size_t check_all_splits(const OutputParserOptions& o, const std::vector<Unit>& u
                         const ParsedMessage& ref, const std::string& label, int random_chunkings,
                         uint64_t seed);
 
-std::string shared_data_dir();
+std::string test_data_dir();
 
 }  // namespace ds::text::parser_testing

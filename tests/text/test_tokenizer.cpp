@@ -17,7 +17,7 @@ namespace {
 
 using json = nlohmann::json;
 using testing::read_file;
-using testing::shared_data_dir;
+using testing::test_data_dir;
 using Ids = std::vector<int32_t>;
 
 #define REQUIRE_TOKENIZER(var, getter)         \
@@ -42,7 +42,7 @@ TEST(TokenizerQwen35, FileFacts) {
 TEST(TokenizerQwen35, PublishedVectors) {
   REQUIRE_TOKENIZER(tok, testing::qwen35);
   const json doc =
-      json::parse(read_file(shared_data_dir() + "/qwen35-tokenizer-vectors/qwen35_token_vectors.json"));
+      json::parse(read_file(test_data_dir() + "/qwen35-tokenizer-vectors/qwen35_token_vectors.json"));
   const auto& vectors = doc.at("text_vectors");
   ASSERT_EQ(vectors.size(), 39u);
   int checked = 0;
@@ -89,7 +89,7 @@ TEST(TokenizerQwen35, SpecialTokensInText) {
 TEST(TokenizerQwen3, LlamaCppQwen2Cases) {
   REQUIRE_TOKENIZER(tok, testing::qwen3);
   EXPECT_EQ(tok->pre_tokenizer_engine(), "qwen2");
-  const std::string dir = shared_data_dir() + "/qwen3-tokenizer/";
+  const std::string dir = test_data_dir() + "/qwen3-tokenizer/";
   const std::string inp = read_file(dir + "ggml-vocab-qwen2.gguf.inp");
   const std::string out = read_file(dir + "ggml-vocab-qwen2.gguf.out");
   const std::string sep = "\n__ggml_vocab_test__\n";

@@ -1,4 +1,4 @@
-// Shared helpers of the tokenizer tests: where the tokenizer files and the shared data live, and
+// Shared helpers of the tokenizer tests: where the tokenizer files and the test data live, and
 // one loaded copy of each tokenizer per test binary.
 #pragma once
 
@@ -14,20 +14,23 @@
 
 namespace ds::text::testing {
 
-inline std::string shared_data_dir() {
+inline std::string test_data_dir() {
   if (const char* d = std::getenv("DS_SHARED_DATA")) return d;
-  return std::string(DS_SOURCE_DIR) + "/../shared/data";
+  return std::string(DS_SOURCE_DIR) + "/tests/data";
 }
 
-// The Qwen3.5 tokenizer.json rebuilt by tools/setup.sh (tools/qwen35_tokenizer.py).
-inline std::string qwen35_tokenizer_path() {
-  if (const char* p = std::getenv("DS_QWEN35_TOKENIZER")) return p;
+// A tokenizer.json rebuilt by tools/setup.sh into <build>/tokenizers/NAME (tools/qwen35_tokenizer.py,
+// tools/qwen3_tokenizer.py); ENV_VAR overrides.
+inline std::string built_tokenizer_path(const char* name, const char* env_var) {
+  if (const char* p = std::getenv(env_var)) return p;
   for (const std::string& dir : {std::string(DS_BINARY_DIR), std::string(DS_SOURCE_DIR) + "/build"}) {
-    const std::string p = dir + "/tokenizers/qwen35/tokenizer.json";
+    const std::string p = dir + "/tokenizers/" + name + "/tokenizer.json";
     if (std::filesystem::exists(p)) return p;
   }
-  return std::string(DS_SOURCE_DIR) + "/build/tokenizers/qwen35/tokenizer.json";
+  return std::string(DS_SOURCE_DIR) + "/build/tokenizers/" + name + "/tokenizer.json";
 }
+inline std::string qwen35_tokenizer_path() { return built_tokenizer_path("qwen35", "DS_QWEN35_TOKENIZER"); }
+inline std::string qwen3_tokenizer_path() { return built_tokenizer_path("qwen3", "DS_QWEN3_TOKENIZER"); }
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -49,7 +52,7 @@ inline const Tokenizer* cached_tokenizer(const std::string& path, std::string* e
     it = std::prev(entries->end());
   }
   if (!it->tok) {
-    *error = it->tok.status().message() + " (run tools/setup.sh to build the Qwen3.5 tokenizer)";
+    *error = it->tok.status().message() + " (run tools/setup.sh to build the tokenizers)";
     return nullptr;
   }
   return &*it->tok;
@@ -59,7 +62,7 @@ inline const Tokenizer* qwen35(std::string* error) {
   return cached_tokenizer(qwen35_tokenizer_path(), error);
 }
 inline const Tokenizer* qwen3(std::string* error) {
-  return cached_tokenizer(shared_data_dir() + "/qwen3-tokenizer/tokenizer.json", error);
+  return cached_tokenizer(qwen3_tokenizer_path(), error);
 }
 
 }  // namespace ds::text::testing
