@@ -4,16 +4,20 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "deltaserve/core/cli.h"
+#include "deltaserve/core/parse.h"
 #include "deltaserve/core/timer.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/model/runner.h"
 #include "deltaserve/text/tokenizer.h"
+#include "cli_tokenizer.h"
+#include "progress.h"
 
 namespace {
 
@@ -66,19 +70,19 @@ int run(const std::vector<std::string>& args) {
     } else if (a == "--prompt-ids" && (v = next())) {
       prompt_ids = *v;
     } else if ((a == "-n" || a == "--max-tokens") && (v = next())) {
-      n = std::atoll(v->c_str());
+      if (!ds::cli::set_flag("generate", ds::parse_int64(*v, a, 0), &n)) return 2;
     } else if (a == "--temperature" && (v = next())) {
-      so.temperature = std::atof(v->c_str());
+      if (!ds::cli::set_flag("generate", ds::parse_double(*v, a, 0.0), &so.temperature)) return 2;
     } else if (a == "--top-k" && (v = next())) {
-      so.top_k = std::atoll(v->c_str());
+      if (!ds::cli::set_flag("generate", ds::parse_int64(*v, a, 0), &so.top_k)) return 2;
     } else if (a == "--top-p" && (v = next())) {
-      so.top_p = std::atof(v->c_str());
+      if (!ds::cli::set_flag("generate", ds::parse_double(*v, a, 0.0, 1.0), &so.top_p)) return 2;
     } else if (a == "--seed" && (v = next())) {
-      so.seed = std::strtoull(v->c_str(), nullptr, 10);
+      if (!ds::cli::set_flag("generate", ds::parse_int64(*v, a, 0), &so.seed)) return 2;
     } else if (a == "--tokenizer" && (v = next())) {
       tokenizer_path = *v;
     } else if (a == "--prefill-chunk" && (v = next())) {
-      chunk = std::max<int64_t>(1, std::atoll(v->c_str()));
+      if (!ds::cli::set_flag("generate", ds::parse_int64(*v, a, 1), &chunk)) return 2;
     } else if (a == "--isa" && (v = next())) {
       isa = *v;
     } else if (a == "--ignore-eos") {
@@ -104,7 +108,7 @@ int run(const std::vector<std::string>& args) {
   }
   std::optional<ds::text::Tokenizer> tok;
   {
-    auto t = ds::text::Tokenizer::load(tokenizer_path.empty() ? desc->path : tokenizer_path);
+    auto t = ds::cli::load_cli_tokenizer(tokenizer_path, desc->path, desc->config.vocab_size);
     if (t) tok = std::move(t).value();
     else if (have_prompt) {
       std::fprintf(stderr, "error: --prompt needs a tokenizer: %s (use --prompt-ids)\n", t.status().message().c_str());
@@ -126,7 +130,9 @@ int run(const std::vector<std::string>& args) {
   opt.isa = ds::kernels::detect_cpu_isa();
   opt.chunked_gdn_prefill = chunked;
   ds::Timer load_timer;
+  std::optional<ds::cli::LoadingLine> loading(std::in_place, desc->path);
   auto model = ds::model::CpuQwen35Model::create(*desc, ds::model::runner_cache_config(static_cast<int64_t>(ids.size()) + n + 1), opt);
+  loading.reset();
   if (!model) {
     std::fprintf(stderr, "error: %s\n", model.status().message().c_str());
     return 1;
@@ -149,6 +155,7 @@ int run(const std::vector<std::string>& args) {
   std::printf("ids:");
   for (int32_t t : res->tokens) std::printf(" %d", t);
   std::printf("\n");
+  std::fflush(stdout);
   const double decode_tokens = static_cast<double>(res->tokens.size() > 0 ? res->tokens.size() - 1 : 0);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);

@@ -7,6 +7,7 @@
 
 #include "deltaserve/core/cli.h"
 #include "deltaserve/core/log.h"
+#include "deltaserve/core/parse.h"
 #include "deltaserve/model/inspect.h"
 
 namespace {
@@ -41,19 +42,15 @@ int fail(const std::string& msg, int code) {
 }
 
 bool parse_int(const std::string& s, int64_t* out) {
-  char* end = nullptr;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end) return false;
-  *out = v;
-  return true;
+  auto v = ds::parse_int64(s, "");
+  if (v) *out = *v;
+  return v.is_ok();
 }
 
 bool parse_double(const std::string& s, double* out) {
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end) return false;
-  *out = v;
-  return true;
+  auto v = ds::parse_double(s, "");
+  if (v) *out = *v;
+  return v.is_ok();
 }
 
 int run_inspect(const std::vector<std::string>& args) {

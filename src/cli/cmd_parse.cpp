@@ -17,11 +17,13 @@
 #include <vector>
 
 #include "deltaserve/core/cli.h"
+#include "deltaserve/core/parse.h"
 #include "deltaserve/model/resolve.h"
 #include "deltaserve/text/detokenizer.h"
 #include "deltaserve/text/output_parser.h"
 #include "deltaserve/text/tokenizer.h"
 #include "deltaserve/text/tool_choice.h"
+#include "cli_tokenizer.h"
 
 namespace {
 
@@ -110,14 +112,7 @@ int run(const std::vector<std::string>& args) {
     } else if (a == "--stream-chunk-tokens") {
       std::string v;
       ok = value(v);
-      if (ok) {
-        try {
-          chunk = std::stol(v);
-        } catch (...) {
-          ok = false;
-        }
-        ok = ok && chunk > 0;
-      }
+      if (ok && !ds::cli::set_flag("parse", ds::parse_int64(v, a, 1), &chunk)) return 2;
     } else if (a == "--enable-thinking") {
       ok = boolean(enable_thinking);
     } else if (a == "--include-reasoning") {
@@ -188,14 +183,14 @@ int run(const std::vector<std::string>& args) {
   std::vector<Token> tokens;
   std::optional<dt::Tokenizer> tok;
   if (!tokenizer_path.empty() || (!model.empty() && model != "-")) {
-    std::string path = tokenizer_path;
-    if (path.empty()) {
+    std::string model_dir;
+    if (tokenizer_path.empty()) {
       auto dir = ds::model::resolve_model_dir(model);
       if (!dir.is_ok())
         return std::fprintf(stderr, "deltaserve parse: %s\n", dir.status().message().c_str()), 1;
-      path = *dir;
+      model_dir = *dir;
     }
-    auto loaded = dt::Tokenizer::load(path);
+    auto loaded = ds::cli::load_cli_tokenizer(tokenizer_path, model_dir);
     if (!loaded.is_ok())
       return std::fprintf(stderr, "deltaserve parse: %s\n", loaded.status().message().c_str()), 1;
     tok = *loaded;

@@ -5,17 +5,21 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "deltaserve/core/cli.h"
+#include "deltaserve/core/parse.h"
 #include "deltaserve/core/timer.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/model/runner.h"
 #include "deltaserve/text/tokenizer.h"
+#include "cli_tokenizer.h"
+#include "progress.h"
 
 namespace {
 
@@ -44,13 +48,13 @@ int run(const std::vector<std::string>& args) {
     } else if (a == "--ids-file" && (v = next())) {
       ids_file = *v;
     } else if (a == "--ctx" && (v = next())) {
-      ctx = std::atoll(v->c_str());
+      if (!ds::cli::set_flag("ppl", ds::parse_int64(*v, a, 2), &ctx)) return 2;
     } else if (a == "--stride" && (v = next())) {
-      stride = std::atoll(v->c_str());
+      if (!ds::cli::set_flag("ppl", ds::parse_int64(*v, a, 1), &stride)) return 2;
     } else if (a == "--max-tokens" && (v = next())) {
-      max_tokens = std::atoll(v->c_str());
+      if (!ds::cli::set_flag("ppl", ds::parse_int64(*v, a, 0), &max_tokens)) return 2;
     } else if (a == "--chunk" && (v = next())) {
-      chunk = std::max<int64_t>(1, std::atoll(v->c_str()));
+      if (!ds::cli::set_flag("ppl", ds::parse_int64(*v, a, 1), &chunk)) return 2;
     } else if (a == "--tokenizer" && (v = next())) {
       tokenizer_path = *v;
     } else if (!a.empty() && a[0] != '-' && model_arg.empty()) {
@@ -93,7 +97,7 @@ int run(const std::vector<std::string>& args) {
       ids.push_back(static_cast<int32_t>(v));
     }
   } else {
-    auto tok = ds::text::Tokenizer::load(tokenizer_path.empty() ? desc->path : tokenizer_path);
+    auto tok = ds::cli::load_cli_tokenizer(tokenizer_path, desc->path, desc->config.vocab_size);
     if (!tok) {
       std::fprintf(stderr, "error: %s (use --ids-file or --tokenizer)\n", tok.status().message().c_str());
       return 1;
@@ -113,20 +117,18 @@ int run(const std::vector<std::string>& args) {
       std::fprintf(stderr, "error: token id %d is outside the vocabulary (%lld)\n", id, static_cast<long long>(desc->config.vocab_size));
       return 1;
     }
+  std::optional<ds::cli::LoadingLine> loading(std::in_place, desc->path);
   auto model = ds::model::CpuQwen35Model::create(*desc, ds::model::runner_cache_config(ctx + 1));
+  loading.reset();
   if (!model) {
     std::fprintf(stderr, "error: %s\n", model.status().message().c_str());
     return 1;
   }
   ds::Timer timer;
-  auto res = ds::model::perplexity(**model, ids, ctx, stride, chunk, [&](int64_t done, int64_t total) {
-    const int width = 40;
-    const int fill = static_cast<int>(width * done / std::max<int64_t>(1, total));
-    std::fprintf(stderr, "\r[%s%s] %lld/%lld windows %.1f s", std::string(static_cast<size_t>(fill), '#').c_str(),
-                 std::string(static_cast<size_t>(width - fill), '.').c_str(), static_cast<long long>(done),
-                 static_cast<long long>(total), timer.seconds());
-  });
-  std::fprintf(stderr, "\n");
+  ds::cli::ProgressBar bar("windows");
+  auto res = ds::model::perplexity(**model, ids, ctx, stride, chunk,
+                                   [&](int64_t done, int64_t total) { bar.update(done, total); });
+  bar.finish();
   if (!res) {
     std::fprintf(stderr, "error: %s\n", res.status().message().c_str());
     return 1;

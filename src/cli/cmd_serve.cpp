@@ -18,6 +18,7 @@
 
 #include "deltaserve/core/cli.h"
 #include "deltaserve/core/log.h"
+#include "deltaserve/core/parse.h"
 #include "deltaserve/core/timer.h"
 #include "deltaserve/core/version.h"
 #include "deltaserve/engine/engine.h"
@@ -83,7 +84,14 @@ int64_t cache_budget_bytes(const ds::server::ServeArgs& a, const std::map<std::s
   if (a.kv_cache_memory_bytes) return *a.kv_cache_memory_bytes;
   auto it = env.find("VLLM_CPU_KVCACHE_SPACE");
   double gib = 4.0;  // vLLM's CPU default
-  if (it != env.end() && std::atof(it->second.c_str()) > 0) gib = std::atof(it->second.c_str());
+  if (it != env.end()) {
+    auto v = ds::parse_double(it->second, "VLLM_CPU_KVCACHE_SPACE", 0.0);
+    if (!v) {
+      DS_WARN << v.status().message() << "; using " << gib << " GiB";
+    } else if (*v > 0) {
+      gib = *v;
+    }
+  }
   return static_cast<int64_t>(gib * (1LL << 30));
 }
 

@@ -15,6 +15,7 @@
 #include "deltaserve/text/chat.h"
 #include "deltaserve/text/detokenizer.h"
 #include "deltaserve/text/tokenizer.h"
+#include "cli_tokenizer.h"
 
 namespace {
 
@@ -26,10 +27,11 @@ constexpr const char* kUsage =
     "                           [--skip-special-tokens] [--split-special-tokens] [--batch]\n"
     "                           [--chat] [--chat-template PATH|TEXT]\n"
     "\n"
-    "MODEL is a local directory or a Hugging Face repo id in the local HF cache; it must hold\n"
-    "tokenizer.json. --tokenizer PATH (a tokenizer.json or a directory) overrides it, as in vLLM.\n"
+    "MODEL is a local directory or a Hugging Face repo id in the local HF cache, with its\n"
+    "tokenizer.json (without one: the Qwen3.5 tokenizer tools/setup.sh builds, build/tokenizers/qwen35).\n"
+    "--tokenizer PATH (a tokenizer.json or a directory) overrides it, as in vLLM.\n"
     "Reads stdin: text (prints a JSON array of ids), or with --decode a JSON array of ids\n"
-    "(prints the text).\n"
+    "(prints the text and a newline).\n"
     "--batch: one JSON object per input line, one per output line:\n"
     "  {\"text\": S} or {\"text_b64\": B64}          -> {\"ids\": [...]}\n"
     "  {\"ids\": [...], \"skip_special_tokens\": b}   -> {\"text\": S}\n"
@@ -178,12 +180,9 @@ int run_tokenize(const std::vector<std::string>& args) {
     }
     model_dir = *dir;
   }
-  if (tokenizer_path.empty()) {
-    if (model_dir.empty()) {
-      std::fputs(kUsage, stderr);
-      return 2;
-    }
-    tokenizer_path = model_dir;
+  if (tokenizer_path.empty() && model_dir.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
   }
   std::optional<ds::text::ChatTemplate> chat;
   if (chat_mode) {
@@ -207,7 +206,7 @@ int run_tokenize(const std::vector<std::string>& args) {
     }
     chat = std::move(*created);
   }
-  auto tok = Tokenizer::load(tokenizer_path);
+  auto tok = ds::cli::load_cli_tokenizer(tokenizer_path, model_dir);
   if (!tok) {
     std::fprintf(stderr, "deltaserve tokenize: %s\n", tok.status().message().c_str());
     return 1;
@@ -234,7 +233,7 @@ int run_tokenize(const std::vector<std::string>& args) {
                    j.is_discarded() ? "stdin is not JSON" : err.c_str());
       return 1;
     }
-    std::cout << tok->decode(ids, skip);
+    std::cout << tok->decode(ids, skip) << '\n';  // --batch gives the exact text, in JSON
     return 0;
   }
   ds::text::EncodeOptions opts;

@@ -2,6 +2,9 @@
 
 #include <cstdlib>
 
+#include "deltaserve/core/log.h"
+#include "deltaserve/core/parse.h"
+
 namespace ds {
 
 ThreadPool::ThreadPool(int num_threads) {
@@ -70,7 +73,11 @@ void ThreadPool::worker_loop(int index) {
 ThreadPool& ThreadPool::global() {
   static ThreadPool pool([] {
     const char* env = std::getenv("DS_NUM_THREADS");
-    return env ? std::atoi(env) : 0;
+    if (!env) return 0;
+    auto n = parse_int64(env, "DS_NUM_THREADS", 0, 4096);
+    if (n) return static_cast<int>(*n);
+    DS_WARN << n.status().message() << "; using every core";
+    return 0;
   }());
   return pool;
 }

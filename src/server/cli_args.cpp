@@ -259,12 +259,22 @@ std::string serve_help() {
   os << "usage: deltaserve serve MODEL [flags]\n\n"
         "Starts an OpenAI-compatible server, flag-compatible with `vllm serve`.\n"
         "MODEL is a local checkpoint directory or a Hugging Face repo id found in the HF cache.\n\n"
-        "flags (vLLM names; --a_b == --a-b, --no-FLAG for booleans, --config file.yaml):\n";
+        "flags (vLLM names; --a_b == --a-b, --no-FLAG for booleans, --config file.yaml;\n"
+        "[ignored] flags are accepted for compatibility and have no effect, [limited] ones refuse some values):\n";
+  constexpr size_t kHelpColumn = 24;  // argparse's layout: help at column 24, or on the next line
   for (const auto& f : flag_specs()) {
-    os << "  --" << f.name;
-    if (f.policy == FlagPolicy::kAccepted) os << "   (accepted, ignored: " << f.note << ")";
-    if (f.policy == FlagPolicy::kRefused) os << "   (limited: " << f.note << ")";
-    os << "\n";
+    const FlagHelp* h = flag_help(f.name);
+    std::string flag = "  --" + f.name;
+    if (f.kind == FlagKind::kBool && f.name.rfind("no-", 0) != 0) flag += ", --no-" + f.name;
+    if (h && !h->metavar.empty()) flag += " " + h->metavar;
+    std::string line = h ? h->description : "";
+    if (h && !h->default_value.empty()) line += " (default: " + h->default_value + ")";
+    if (f.policy == FlagPolicy::kAccepted) line += " [ignored: " + f.note + "]";
+    if (f.policy == FlagPolicy::kRefused) line += " [limited: " + f.note + "]";
+    os << flag;
+    if (flag.size() + 2 <= kHelpColumn) os << std::string(kHelpColumn - flag.size(), ' ');
+    else os << "\n" << std::string(kHelpColumn, ' ');
+    os << line << "\n";
   }
   return os.str();
 }

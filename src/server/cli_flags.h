@@ -34,4 +34,12 @@ struct FlagSpec {
 const std::vector<FlagSpec>& flag_specs();
 const FlagSpec* find_flag(const std::string& name);
 
+// The `serve --help` line of a flag (flag_help.cpp); nullptr for a flag that has none.
+struct FlagHelp {
+  std::string metavar;      // "N", "JSON", ...; empty for booleans
+  std::string description;  // one line, vLLM's wording where the flag is vLLM's
+  std::string default_value;
+};
+const FlagHelp* flag_help(const std::string& name);
+
 }  // namespace ds::server

@@ -243,7 +243,7 @@ def test_cli_plain_and_decode_modes():
     assert out.returncode == 0 and json.loads(out.stdout) == [9419, 11, 1814, 0]
     out = subprocess.run([BINARY, "tokenize", "--tokenizer", os.path.dirname(path), "--decode"],
                          input=b"[9419, 11, 1814, 0, 248046]", capture_output=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.decode() == "Hello, world!<|im_end|>"
+    assert out.returncode == 0 and out.stdout.decode() == "Hello, world!<|im_end|>\n"
     out = subprocess.run([BINARY, "tokenize", "--tokenizer", path, "--decode"], input=b"[1, x]",
                          capture_output=True, timeout=120)
     assert out.returncode != 0 and b"not JSON" in out.stderr
