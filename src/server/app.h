@@ -16,7 +16,7 @@
 #include "deltaserve/server/errors.h"
 #include "deltaserve/server/server_config.h"
 #include "deltaserve/text/chat.h"
-#include "deltaserve/text/output_parser.h"
+#include "deltaserve/text/parsers/output_parser.h"
 
 namespace ds::server {
 
@@ -49,5 +49,10 @@ void handle_tokenize(App& app, const httplib::Request& req, httplib::Response& r
 void handle_detokenize(App& app, const httplib::Request& req, httplib::Response& res);
 void handle_invocations(App& app, const httplib::Request& req, httplib::Response& res);
 std::string render_metrics(App& app);
+// routes_openapi.cpp: the OpenAPI 3.1 document of every route above, and its HTML viewers.
+nlohmann::json openapi_document(const ServerConfig& cfg);
+void handle_openapi(App& app, const httplib::Request& req, httplib::Response& res);
+void handle_docs(App& app, const httplib::Request& req, httplib::Response& res);
+void handle_redoc(App& app, const httplib::Request& req, httplib::Response& res);
 
 }  // namespace ds::server

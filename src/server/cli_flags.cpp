@@ -288,7 +288,7 @@ std::vector<FlagSpec> build() {
   t.push_back(accept("disable-uvicorn-access-log", K::kBool, "no access log is written"));
   t.push_back(accept("disable-access-log-for-endpoints", K::kString, "no access log is written"));
   t.push_back(accept("enable-tokenizer-info-endpoint", K::kBool, "/tokenizer_info is not served"));
-  t.push_back(accept("disable-fastapi-docs", K::kBool, "no /docs is served"));
+  t.push_back(honour("disable-fastapi-docs", K::kBool, [](ServeArgs& a, const FlagValue& v) { a.server.disable_fastapi_docs = v.as_bool(); return Status::ok(); }));
   for (const char* n : {"middleware", "lora-modules", "compilation-config", "attention-backend", "hf-overrides",
                         "mamba-ssm-cache-dtype", "mamba-cache-dtype", "mamba-block-size", "api-server-count",
                         "max-cudagraph-capture-size", "cuda-graph-sizes", "structured-outputs-config",

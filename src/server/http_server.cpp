@@ -173,6 +173,11 @@ HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::T
   route("GET", "/metrics", [app](const auto&, auto& r) {
     r.set_content(render_metrics(*app), "text/plain; version=0.0.4; charset=utf-8");
   });
+  if (!c.disable_fastapi_docs) {
+    route("GET", "/openapi.json", [app](const auto& q, auto& r) { handle_openapi(*app, q, r); });
+    route("GET", "/docs", [app](const auto& q, auto& r) { handle_docs(*app, q, r); });
+    route("GET", "/redoc", [app](const auto& q, auto& r) { handle_redoc(*app, q, r); });
+  }
 }
 
 HttpServer::~HttpServer() {

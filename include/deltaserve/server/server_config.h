@@ -27,6 +27,7 @@ struct ServerConfig {
   bool enable_prompt_tokens_details = false;
   bool enable_server_load_tracking = false;
   bool disable_log_stats = false;
+  bool disable_fastapi_docs = false;  // no /openapi.json, /docs, /redoc
   bool enable_log_requests = false;
   bool return_tokens_as_token_ids = false;
   int64_t max_model_len = 4096;
