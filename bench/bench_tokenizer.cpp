@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 
 namespace {
 

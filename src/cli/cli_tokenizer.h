@@ -6,7 +6,7 @@
 #include <string>
 
 #include "deltaserve/core/status.h"
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 
 namespace ds::cli {
 

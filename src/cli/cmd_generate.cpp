@@ -15,7 +15,7 @@
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/model/runner.h"
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 #include "cli_tokenizer.h"
 #include "progress.h"
 

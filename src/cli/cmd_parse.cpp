@@ -19,10 +19,10 @@
 #include "deltaserve/core/cli.h"
 #include "deltaserve/core/parse.h"
 #include "deltaserve/model/resolve.h"
-#include "deltaserve/text/detokenizer.h"
-#include "deltaserve/text/output_parser.h"
-#include "deltaserve/text/tokenizer.h"
-#include "deltaserve/text/tool_choice.h"
+#include "deltaserve/text/tokenizer/detokenizer.h"
+#include "deltaserve/text/parsers/output_parser.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
+#include "deltaserve/text/parsers/tool_choice.h"
 #include "cli_tokenizer.h"
 
 namespace {

@@ -31,7 +31,7 @@
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/text/chat.h"
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 
 extern char** environ;
 

@@ -13,8 +13,8 @@
 #include "deltaserve/core/cli.h"
 #include "deltaserve/model/resolve.h"
 #include "deltaserve/text/chat.h"
-#include "deltaserve/text/detokenizer.h"
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/detokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 #include "cli_tokenizer.h"
 
 namespace {

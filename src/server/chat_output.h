@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "deltaserve/text/output_parser.h"
+#include "deltaserve/text/parsers/output_parser.h"
 
 namespace ds::server {
 

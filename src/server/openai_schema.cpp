@@ -4,7 +4,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "deltaserve/text/tool_choice.h"
+#include "deltaserve/text/parsers/tool_choice.h"
 
 namespace ds::server {
 

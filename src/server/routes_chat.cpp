@@ -5,7 +5,7 @@
 #include "chat_output.h"
 #include "chat_render.h"
 #include "deltaserve/core/log.h"
-#include "deltaserve/text/tool_choice.h"
+#include "deltaserve/text/parsers/tool_choice.h"
 #include "generate.h"
 #include "sse.h"
 

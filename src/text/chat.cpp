@@ -2,7 +2,7 @@
 // -> template variables as transformers' apply_chat_template passes them, -> rendered prompt.
 #include "deltaserve/text/chat.h"
 
-#include "deltaserve/text/jinja_value.h"
+#include "deltaserve/text/jinja/jinja_value.h"
 
 namespace ds::text {
 namespace {

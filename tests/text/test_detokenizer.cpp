@@ -5,8 +5,8 @@
 
 #include <random>
 
-#include "deltaserve/text/detokenizer.h"
-#include "deltaserve/text/unicode.h"
+#include "deltaserve/text/tokenizer/detokenizer.h"
+#include "deltaserve/text/tokenizer/unicode.h"
 #include "tests/text/test_tokenizer_util.h"
 
 namespace ds::text {

@@ -6,7 +6,7 @@
 #include <random>
 #include <string>
 
-#include "deltaserve/text/jinja.h"
+#include "deltaserve/text/jinja/jinja.h"
 
 namespace {
 

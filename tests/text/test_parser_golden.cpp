@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "deltaserve/text/tool_choice.h"
+#include "deltaserve/text/parsers/tool_choice.h"
 #include "test_parser_harness.h"
 
 namespace ds::text::parser_testing {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "deltaserve/text/output_parser.h"
+#include "deltaserve/text/parsers/output_parser.h"
 
 namespace ds::text::parser_testing {
 

@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "deltaserve/text/tool_choice.h"
-#include "deltaserve/text/tool_parser.h"
+#include "deltaserve/text/parsers/tool_choice.h"
+#include "deltaserve/text/parsers/tool_parser.h"
 
 namespace ds::text {
 namespace {

@@ -7,9 +7,9 @@
 #include <random>
 #include <thread>
 
-#include "deltaserve/text/tokenizer.h"
-#include "deltaserve/text/unicode.h"
-#include "src/text/bpe.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
+#include "deltaserve/text/tokenizer/unicode.h"
+#include "src/text/tokenizer/bpe.h"
 #include "tests/text/test_tokenizer_util.h"
 
 namespace ds::text {

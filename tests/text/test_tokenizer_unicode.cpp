@@ -5,8 +5,8 @@
 
 #include <random>
 
-#include "deltaserve/text/unicode.h"
-#include "src/text/pretokenize.h"
+#include "deltaserve/text/tokenizer/unicode.h"
+#include "src/text/tokenizer/pretokenize.h"
 
 namespace ds::text {
 namespace {

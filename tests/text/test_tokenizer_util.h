@@ -10,7 +10,7 @@
 #include <sstream>
 #include <string>
 
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 
 namespace ds::text::testing {
 

@@ -13,7 +13,7 @@
 #include "deltaserve/engine/text_codec.h"
 #include "deltaserve/server/server_config.h"
 #include "deltaserve/text/chat.h"
-#include "deltaserve/text/output_parser.h"
+#include "deltaserve/text/parsers/output_parser.h"
 
 namespace httplib {
 class Server;

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "deltaserve/engine/text_codec.h"
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 
 namespace ds::server {
 

@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "deltaserve/core/status.h"
-#include "deltaserve/text/jinja.h"
+#include "deltaserve/text/jinja/jinja.h"
 
 namespace ds::text {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <ctime>
 
-#include "deltaserve/text/jinja_builtins.h"
+#include "deltaserve/text/jinja/jinja_builtins.h"
 
 namespace ds::text::jinja {
 

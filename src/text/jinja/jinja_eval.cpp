@@ -6,9 +6,9 @@
 #pragma GCC diagnostic ignored "-Wrestrict"
 #include <unordered_map>
 
-#include "deltaserve/text/jinja.h"
-#include "deltaserve/text/jinja_ast.h"
-#include "deltaserve/text/jinja_builtins.h"
+#include "deltaserve/text/jinja/jinja.h"
+#include "deltaserve/text/jinja/jinja_ast.h"
+#include "deltaserve/text/jinja/jinja_builtins.h"
 
 namespace ds::text {
 namespace jinja {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "deltaserve/text/jinja_builtins.h"
+#include "deltaserve/text/jinja/jinja_builtins.h"
 
 namespace ds::text::jinja {
 namespace {

@@ -4,7 +4,7 @@
 #include <cctype>
 #include <cstring>
 
-#include "deltaserve/text/jinja_ast.h"
+#include "deltaserve/text/jinja/jinja_ast.h"
 
 namespace ds::text::jinja {
 namespace {

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "deltaserve/text/jinja_builtins.h"
+#include "deltaserve/text/jinja/jinja_builtins.h"
 
 namespace ds::text::jinja {
 namespace {

@@ -2,7 +2,7 @@
 // (or < and < not < compare < +,- < ~ < *,/,//,% < ** < unary < postfix/filters/tests).
 // GCC 12 reports a false -Wrestrict on `"literal" + std::string` (GCC bug 105329).
 #pragma GCC diagnostic ignored "-Wrestrict"
-#include "deltaserve/text/jinja_ast.h"
+#include "deltaserve/text/jinja/jinja_ast.h"
 
 namespace ds::text::jinja {
 namespace {

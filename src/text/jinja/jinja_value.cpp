@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "deltaserve/text/jinja_value.h"
+#include "deltaserve/text/jinja/jinja_value.h"
 
 namespace ds::text::jinja {
 

@@ -1,6 +1,6 @@
 // OutputParser: UTF-8 hygiene, control-token routing, reasoning split, then the tool parser over
 // the content stream; deltas and the final message are built from the same events.
-#include "deltaserve/text/output_parser.h"
+#include "deltaserve/text/parsers/output_parser.h"
 
 #include <array>
 #include <random>

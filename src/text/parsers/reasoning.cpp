@@ -1,5 +1,5 @@
 // The qwen3 reasoning splitter: a three-state machine over control tokens and text.
-#include "deltaserve/text/reasoning.h"
+#include "deltaserve/text/parsers/reasoning.h"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // tool_choice validation, following vLLM's ChatCompletionRequest.check_tool_usage and serving_chat.
-#include "deltaserve/text/tool_choice.h"
+#include "deltaserve/text/parsers/tool_choice.h"
 
 namespace ds::text {
 

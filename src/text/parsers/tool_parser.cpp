@@ -5,7 +5,7 @@
 // thing is a schema parameter, `</function>`, `</tool_call>` or the end; a line-initial
 // `<parameter=NAME>` nests (so its `</parameter>` is literal) unless NAME is an unseen schema
 // parameter, in which case the value was missing its close tag.
-#include "deltaserve/text/tool_parser.h"
+#include "deltaserve/text/parsers/tool_parser.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,6 +1,6 @@
 // json.loads, ast.literal_eval (literals only) and json.dumps with ensure_ascii=False, written so
 // typed tool-call arguments are byte-identical to what vLLM's Python produces.
-#include "deltaserve/text/tool_parser_pyvalue.h"
+#include "deltaserve/text/parsers/tool_parser_pyvalue.h"
 
 #include <algorithm>
 #include <charconv>
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "deltaserve/text/tool_parser.h"
+#include "deltaserve/text/parsers/tool_parser.h"
 
 namespace ds::text {
 namespace py {

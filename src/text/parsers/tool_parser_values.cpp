@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "deltaserve/text/tool_parser.h"
-#include "deltaserve/text/tool_parser_pyvalue.h"
+#include "deltaserve/text/parsers/tool_parser.h"
+#include "deltaserve/text/parsers/tool_parser_pyvalue.h"
 
 namespace ds::text {
 namespace {

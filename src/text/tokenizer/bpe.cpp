@@ -1,11 +1,11 @@
-#include "src/text/bpe.h"
+#include "src/text/tokenizer/bpe.h"
 
 #include <atomic>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <queue>
 
-#include "deltaserve/text/unicode.h"
+#include "deltaserve/text/tokenizer/unicode.h"
 
 namespace ds::text {
 namespace {

@@ -1,6 +1,6 @@
-#include "deltaserve/text/detokenizer.h"
+#include "deltaserve/text/tokenizer/detokenizer.h"
 
-#include "deltaserve/text/unicode.h"
+#include "deltaserve/text/tokenizer/unicode.h"
 
 namespace ds::text {
 

@@ -1,9 +1,9 @@
-#include "src/text/pretokenize.h"
+#include "src/text/tokenizer/pretokenize.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "deltaserve/text/unicode.h"
+#include "deltaserve/text/tokenizer/unicode.h"
 
 namespace ds::text {
 

@@ -1,4 +1,4 @@
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -7,10 +7,10 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "deltaserve/text/unicode.h"
-#include "src/text/bpe.h"
-#include "src/text/pretokenize.h"
-#include "src/text/tokenizer_json.h"
+#include "deltaserve/text/tokenizer/unicode.h"
+#include "src/text/tokenizer/bpe.h"
+#include "src/text/tokenizer/pretokenize.h"
+#include "src/text/tokenizer/tokenizer_json.h"
 
 namespace ds::text {
 

@@ -1,4 +1,4 @@
-#include "src/text/tokenizer_json.h"
+#include "src/text/tokenizer/tokenizer_json.h"
 
 #include <nlohmann/json.hpp>
 

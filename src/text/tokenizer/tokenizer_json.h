@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "deltaserve/core/status.h"
-#include "src/text/bpe.h"
+#include "src/text/tokenizer/bpe.h"
 
 namespace ds::text {
 

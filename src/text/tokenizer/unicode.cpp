@@ -1,4 +1,4 @@
-#include "deltaserve/text/unicode.h"
+#include "deltaserve/text/tokenizer/unicode.h"
 
 #include <algorithm>
 #include <array>
@@ -6,7 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "src/text/unicode_data.h"
+#include "src/text/tokenizer/unicode_data.h"
 
 namespace ds::text::unicode {
 namespace {

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "deltaserve/text/jinja_value.h"
+#include "deltaserve/text/jinja/jinja_value.h"
 
 namespace ds::text::jinja {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "deltaserve/text/jinja_value.h"
+#include "deltaserve/text/jinja/jinja_value.h"
 
 namespace ds::text::jinja {
 

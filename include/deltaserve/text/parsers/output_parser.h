@@ -15,8 +15,8 @@
 #include <string_view>
 #include <vector>
 
-#include "deltaserve/text/reasoning.h"
-#include "deltaserve/text/tool_parser.h"
+#include "deltaserve/text/parsers/reasoning.h"
+#include "deltaserve/text/parsers/tool_parser.h"
 
 namespace ds::text {
 

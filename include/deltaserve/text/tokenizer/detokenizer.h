@@ -13,7 +13,7 @@
 #include <span>
 #include <string>
 
-#include "deltaserve/text/tokenizer.h"
+#include "deltaserve/text/tokenizer/tokenizer.h"
 
 namespace ds::text {
 
