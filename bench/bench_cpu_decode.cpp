@@ -17,7 +17,7 @@
 #include "deltaserve/core/timer.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
-#include "deltaserve/model/runner.h"
+#include "deltaserve/engine/sequence_runner.h"
 
 namespace {
 
@@ -64,7 +64,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", desc.status().message().c_str());
     return 1;
   }
-  auto created = ds::model::CpuQwen35Model::create(*desc, ds::model::runner_cache_config(prompt_len + decode + 1));
+  ds::model::ModelOptions opt;
+  opt.cache = ds::engine::runner_cache_config(prompt_len + decode + 1);
+  opt.max_step_tokens = std::max<int64_t>(1, std::min(chunk, prompt_len));
+  opt.max_step_seqs = 1;
+  auto created = ds::model::create_cpu_model(*desc, opt);
   if (!created) {
     std::fprintf(stderr, "error: %s\n", created.status().message().c_str());
     return 1;
@@ -77,8 +81,9 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
   for (auto& t : prompt) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(c.vocab_size));
-  ds::model::SamplingOptions greedy;
-  auto res = ds::model::generate(model, prompt, decode + 1, greedy, {}, chunk);
+  ds::engine::SamplingParams greedy;
+  greedy.temperature = 0.0;
+  auto res = ds::engine::generate(model, prompt, decode + 1, greedy, {}, chunk);
   if (!res) {
     std::fprintf(stderr, "error: %s\n", res.status().message().c_str());
     return 1;

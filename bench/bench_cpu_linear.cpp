@@ -36,13 +36,13 @@ int main(int argc, char** argv) {
         s.scales = scales.data();
         s.scale_groups = K / 32;
       }
-      auto w = be.prepare_weight(s);
+      auto w = be.prepare_weight(s, {});
       if (!w) return 1;
       for (int64_t m : {1, 16, 128}) {
         const int reps = m == 1 ? 20 : (m == 16 ? 4 : 1);
-        be.linear(**w, x.data(), m, y.data(), N);
+        be.linear(**w, ds::backend::Act{x.data(), ds::DType::kF32, m, K, K}, ds::backend::Act{y.data(), ds::DType::kF32, m, N, N});
         ds::Timer t;
-        for (int r = 0; r < reps; ++r) be.linear(**w, x.data(), m, y.data(), N);
+        for (int r = 0; r < reps; ++r) be.linear(**w, ds::backend::Act{x.data(), ds::DType::kF32, m, K, K}, ds::backend::Act{y.data(), ds::DType::kF32, m, N, N});
         const double sec = t.seconds() / reps;
         std::printf("%-6s %-5s m=%-4lld %8.2f ms  weights %6.2f GB/s  %7.2f GFLOP/s\n", ds::kernels::cpu_isa_name(isa),
                     fmt == 0 ? "bf16" : (fmt == 1 ? "int4" : "int8"), static_cast<long long>(m), sec * 1e3,

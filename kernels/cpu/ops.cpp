@@ -120,4 +120,31 @@ void moe_route(const float* logits, int64_t E, int top_k, bool renormalize, int3
   }
 }
 
+void gdn_gates(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int Hv, const float* A_log,
+               const float* dt_bias, float* g, float* beta) {
+  for (int64_t t = 0; t < T; ++t)
+    for (int h = 0; h < Hv; ++h) {
+      beta[t * Hv + h] = sigmoidf(b[t * ldb + h]);
+      g[t * Hv + h] = gdn_log_decay(a[t * lda + h], A_log[h], dt_bias[h]);
+    }
+}
+
+void split_query_gate(const float* qg, int64_t ldqg, int64_t T, int heads, int hd, float* q, int64_t ldq,
+                      float* gate, int64_t ldg) {
+  for (int64_t t = 0; t < T; ++t)
+    for (int h = 0; h < heads; ++h) {
+      const float* src = qg + t * ldqg + static_cast<int64_t>(h) * 2 * hd;
+      std::memcpy(q + t * ldq + static_cast<int64_t>(h) * hd, src, static_cast<size_t>(hd) * sizeof(float));
+      std::memcpy(gate + t * ldg + static_cast<int64_t>(h) * hd, src + hd, static_cast<size_t>(hd) * sizeof(float));
+    }
+}
+
+void add_sigmoid_gated(float* x, int64_t ldx, const float* y, int64_t ldy, const float* gate_logit, int64_t ld_gate,
+                       int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float s = sigmoidf(gate_logit[r * ld_gate]);
+    for (int64_t j = 0; j < cols; ++j) x[r * ldx + j] += s * y[r * ldy + j];
+  }
+}
+
 }  // namespace ds::kernels

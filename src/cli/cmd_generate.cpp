@@ -14,7 +14,7 @@
 #include "deltaserve/core/timer.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
-#include "deltaserve/model/runner.h"
+#include "deltaserve/engine/sequence_runner.h"
 #include "deltaserve/text/tokenizer/tokenizer.h"
 #include "cli_tokenizer.h"
 #include "progress.h"
@@ -30,7 +30,7 @@ const char* kUsage =
     "  --top-k K, --top-p P   sampling filters (default off)\n"
     "  --seed S               sampling seed (default 0)\n"
     "  --ignore-eos           do not stop at the model's EOS ids\n"
-    "  --tokenizer PATH       tokenizer.json or its directory (default: MODEL)\n"
+    "  --tokenizer PATH       tokenizer.json or its directory (default: MODEL's, else build/tokenizers/qwen35)\n"
     "  --prefill-chunk N      tokens per prefill step (default 512)\n"
     "  --isa scalar|avx2|avx512   cap the CPU kernels' instruction set\n"
     "  --chunked-gdn          chunked (C=64) GDN prefill instead of the token recurrence\n";
@@ -56,7 +56,9 @@ int run(const std::vector<std::string>& args) {
   std::string model_arg, prompt, prompt_ids, tokenizer_path, isa;
   bool have_prompt = false, ignore_eos = false, chunked = false;
   int64_t n = 32, chunk = 512;
-  ds::model::SamplingOptions so;
+  ds::engine::SamplingParams so;
+  so.temperature = 0.0;  // greedy unless --temperature
+  int64_t seed = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto next = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
@@ -78,7 +80,7 @@ int run(const std::vector<std::string>& args) {
     } else if (a == "--top-p" && (v = next())) {
       if (!ds::cli::set_flag("generate", ds::parse_double(*v, a, 0.0, 1.0), &so.top_p)) return 2;
     } else if (a == "--seed" && (v = next())) {
-      if (!ds::cli::set_flag("generate", ds::parse_int64(*v, a, 0), &so.seed)) return 2;
+      if (!ds::cli::set_flag("generate", ds::parse_int64(*v, a, 0), &seed)) return 2;
     } else if (a == "--tokenizer" && (v = next())) {
       tokenizer_path = *v;
     } else if (a == "--prefill-chunk" && (v = next())) {
@@ -126,12 +128,15 @@ int run(const std::vector<std::string>& args) {
       return 2;
     }
   }
-  ds::model::CpuModelOptions opt;
-  opt.isa = ds::kernels::detect_cpu_isa();
+  so.seed = static_cast<uint64_t>(seed);
+  ds::model::ModelOptions opt;
   opt.chunked_gdn_prefill = chunked;
+  opt.cache = ds::engine::runner_cache_config(static_cast<int64_t>(ids.size()) + n + 1);
+  opt.max_step_tokens = std::max<int64_t>(1, std::min<int64_t>(chunk, static_cast<int64_t>(ids.size())));
+  opt.max_step_seqs = 1;
   ds::Timer load_timer;
   std::optional<ds::cli::LoadingLine> loading(std::in_place, desc->path);
-  auto model = ds::model::CpuQwen35Model::create(*desc, ds::model::runner_cache_config(static_cast<int64_t>(ids.size()) + n + 1), opt);
+  auto model = ds::model::create_cpu_model(*desc, opt);
   loading.reset();
   if (!model) {
     std::fprintf(stderr, "error: %s\n", model.status().message().c_str());
@@ -142,7 +147,7 @@ int run(const std::vector<std::string>& args) {
                static_cast<long long>(desc->config.vocab_size));
   std::vector<int64_t> stops;
   if (!ignore_eos) stops = desc->generation.eos_token_ids.empty() ? desc->config.eos_token_ids : desc->generation.eos_token_ids;
-  auto res = ds::model::generate(**model, ids, n, so, stops, chunk, [&](int32_t t) {
+  auto res = ds::engine::generate(**model, ids, n, so, stops, chunk, [&](int32_t t) {
     if (tok) std::printf("%s", tok->decode(std::vector<int32_t>{t}).c_str());
     else std::printf("%d ", t);
     std::fflush(stdout);
@@ -155,7 +160,7 @@ int run(const std::vector<std::string>& args) {
   std::printf("ids:");
   for (int32_t t : res->tokens) std::printf(" %d", t);
   std::printf("\n");
-  std::fflush(stdout);
+  std::fflush(stdout);  // the text ends its line before the statistics (stderr) start theirs
   const double decode_tokens = static_cast<double>(res->tokens.size() > 0 ? res->tokens.size() - 1 : 0);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);

@@ -5,8 +5,8 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <optional>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,7 +16,7 @@
 #include "deltaserve/core/timer.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
-#include "deltaserve/model/runner.h"
+#include "deltaserve/engine/sequence_runner.h"
 #include "deltaserve/text/tokenizer/tokenizer.h"
 #include "cli_tokenizer.h"
 #include "progress.h"
@@ -31,7 +31,7 @@ const char* kUsage =
     "  --stride N        window step; each window scores its new tokens (default 512)\n"
     "  --max-tokens N    only the first N tokens of the input\n"
     "  --chunk N         tokens per forward step (default 512)\n"
-    "  --tokenizer PATH  tokenizer.json or its directory (default: MODEL)\n";
+    "  --tokenizer PATH  tokenizer.json or its directory (default: MODEL's, else build/tokenizers/qwen35)\n";
 
 int run(const std::vector<std::string>& args) {
   std::string model_arg, file, ids_file, tokenizer_path;
@@ -118,7 +118,11 @@ int run(const std::vector<std::string>& args) {
       return 1;
     }
   std::optional<ds::cli::LoadingLine> loading(std::in_place, desc->path);
-  auto model = ds::model::CpuQwen35Model::create(*desc, ds::model::runner_cache_config(ctx + 1));
+  ds::model::ModelOptions opt;
+  opt.cache = ds::engine::runner_cache_config(ctx + 1);
+  opt.max_step_tokens = std::max<int64_t>(1, std::min(chunk, ctx));
+  opt.max_step_seqs = 1;
+  auto model = ds::model::create_cpu_model(*desc, opt);
   loading.reset();
   if (!model) {
     std::fprintf(stderr, "error: %s\n", model.status().message().c_str());
@@ -126,7 +130,7 @@ int run(const std::vector<std::string>& args) {
   }
   ds::Timer timer;
   ds::cli::ProgressBar bar("windows");
-  auto res = ds::model::perplexity(**model, ids, ctx, stride, chunk,
+  auto res = ds::engine::perplexity(**model, ids, ctx, stride, chunk,
                                    [&](int64_t done, int64_t total) { bar.update(done, total); });
   bar.finish();
   if (!res) {

@@ -139,7 +139,12 @@ ds::Result<std::unique_ptr<ds::model::Model>> load_real_model(const ds::server::
   for (const auto& w : plan.warnings) DS_WARN << w;
   *max_num_seqs = plan.max_num_seqs;
   ds::Timer t;
-  DS_ASSIGN_OR_RETURN(std::unique_ptr<ds::model::CpuQwen35Model> m, ds::model::CpuQwen35Model::create(*desc_ptr, plan.config));
+  ds::model::ModelOptions mo;
+  mo.cache = plan.config;
+  mo.max_step_tokens = a.max_num_batched_tokens;
+  mo.max_step_seqs = plan.max_num_seqs;
+  mo.max_model_len = max_len;
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<ds::model::Qwen35Model> m, ds::model::create_cpu_model(*desc_ptr, mo));
   DS_INFO << "Loaded " << desc_ptr->path << " (" << mc.model_type << ", " << mc.num_layers << " layers, quant "
           << desc_ptr->quant_method << ") on " << m->backend_name() << " in " << t.seconds() << " s";
   *desc_out = desc_ptr;

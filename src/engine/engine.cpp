@@ -34,6 +34,7 @@ struct Engine::Live {
   Rng rng;
   IncrementalDetokenizer detok;
   StopStringTracker stops;
+  RowSampler sampler;  // this step's sampling row (points into req.params and seq's tokens)
   std::vector<PositionLogprobs> prompt_lps;
   bool prompt_lps_sent = false;
   Clock::time_point arrival, first_scheduled, first_token, last_token;
@@ -242,7 +243,20 @@ void Engine::step() {
     for (int64_t p = 0; p < s.num_new_tokens; ++p) st.token_ids.push_back(s.seq->token_at(st.start_pos + p));
     st.block_table = s.seq->block_table;
     st.state_slot = s.seq->slot;
-    st.all_logits = l->wants_prompt_lps() && st.start_pos < static_cast<int64_t>(s.seq->prompt.size());
+    const int64_t P = static_cast<int64_t>(s.seq->prompt.size());
+    if (l->wants_prompt_lps() && st.start_pos < P) {
+      // Prompt logprobs: each new prompt token's row scores the prompt token after it.
+      st.all_logits = true;
+      st.target_top_k = l->req.params.prompt_logprobs;
+      for (int64_t j = 0; j < s.num_new_tokens; ++j) {
+        const int64_t target = st.start_pos + j + 1;
+        st.logprob_targets.push_back(target < P ? s.seq->prompt[static_cast<size_t>(target)] : -1);
+      }
+    }
+    if (st.start_pos + s.num_new_tokens == s.seq->total_len()) {  // caught up: sample the next token
+      prepare_sampling_row(l->req.params, s.seq->prompt, s.seq->output, &l->rng, &l->sampler);
+      st.sampling = l->sampler.row;
+    }
     st.num_prompt_tokens = static_cast<int64_t>(s.seq->prompt.size());
     step_tokens += s.num_new_tokens;
     plan.seqs.push_back(std::move(st));
@@ -258,7 +272,6 @@ void Engine::step() {
     return;
   }
   const model::StepOutput& o = *out;
-  const int64_t V = o.vocab_size;
   {
     std::lock_guard<std::mutex> lk(stats_mu_);
     stats_.histograms["iteration_tokens_total"].observe(static_cast<double>(step_tokens));
@@ -268,26 +281,24 @@ void Engine::step() {
     Sequence* seq = sched[i].seq;
     Live* l = live_[seq->id].get();
     const model::SeqStep& st = plan.seqs[i];
-    const int64_t n = static_cast<int64_t>(st.token_ids.size());
-    const int64_t rows = st.all_logits ? n : 1;
-    if (i >= o.row_offset.size() || (o.row_offset[i] + rows) * V > static_cast<int64_t>(o.logits.size())) {
+    const bool sampled = st.sampling.has_value();
+    const bool has_targets = !st.logprob_targets.empty();
+    if (o.sampled.size() != sched.size() || o.target_logprobs.size() != sched.size() ||
+        (sampled && o.sampled[i].token < 0) ||
+        (has_targets && o.target_logprobs[i].size() != st.token_ids.size())) {
       RequestEvent ev;
-      ev.error = internal_error("model returned too few logits rows");
+      ev.error = internal_error("model returned an incomplete step");
       finish(l, FinishReason::kAbort, std::move(ev));
       continue;
     }
-    const float* first_row = o.logits.data() + o.row_offset[i] * V;
     const int64_t P = static_cast<int64_t>(seq->prompt.size());
-    if (st.all_logits) {
-      if (l->prompt_lps.empty()) l->prompt_lps.resize(P);
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t target = st.start_pos + j + 1;
-        if (target < P)
-          l->prompt_lps[target] = compute_logprobs(std::span<const float>(first_row + j * V, V),
-                                                   seq->prompt[target], l->req.params.prompt_logprobs);
-      }
+    if (has_targets) {
+      if (l->prompt_lps.empty()) l->prompt_lps.resize(static_cast<size_t>(P));
+      for (size_t j = 0; j < st.token_ids.size(); ++j)
+        if (st.logprob_targets[j] >= 0)
+          l->prompt_lps[static_cast<size_t>(st.start_pos) + j + 1] = o.target_logprobs[i][j];
     }
-    if (seq->num_computed == seq->total_len()) process_row(l, first_row + (rows - 1) * V, V);
+    if (sampled) process_token(l, o.sampled[i]);
   }
   if (cfg_.check_invariants) {
     Status st = sched_.check_invariants();
@@ -295,17 +306,15 @@ void Engine::step() {
   }
 }
 
-void Engine::process_row(Live* l, const float* row, int64_t V) {
+void Engine::process_token(Live* l, const backend::SampleResult& sampled) {
   Sequence& seq = l->seq;
   const SamplingParams& p = l->req.params;
-  std::vector<float> logits(row, row + V);
-  apply_logits_processors(logits, p, seq.prompt, seq.output);
-  const int32_t tok = sample_token(logits, p, &l->rng);
+  const int32_t tok = sampled.token;
   const auto now = Clock::now();
 
   RequestEvent ev;
   ev.token_ids.push_back(tok);
-  if (p.logprobs >= 0) ev.logprobs.push_back(compute_logprobs(std::span<const float>(row, V), tok, p.logprobs));
+  if (p.logprobs >= 0 && sampled.logprobs) ev.logprobs.push_back(*sampled.logprobs);
   if (l->wants_prompt_lps()) {
     l->prompt_lps_sent = true;
     ev.prompt_logprobs = std::move(l->prompt_lps);

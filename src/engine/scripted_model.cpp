@@ -110,6 +110,7 @@ Result<model::StepOutput> ScriptedModel::forward(const model::StepPlan& plan) {
     // Drop state of finished sequences lazily: ids only grow, keep the map bounded.
     if (seqs_.size() > 4096) seqs_.erase(seqs_.begin());
   }
+  model::finish_step_on_host(plan, &out);
   return out;
 }
 

@@ -1,4 +1,5 @@
-// CpuQwen35Model: weight preparation, cache pools and the step loop (qwen35-arch.md §3.1).
+// Qwen35Model: weight preparation on the backend, workspace sizing, the step plan and the step loop
+// (qwen35-arch.md §3.1).
 #include "deltaserve/model/qwen35.h"
 
 #include <sys/mman.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "deltaserve/backend/cpu_backend.h"
 #include "deltaserve/core/log.h"
 #include "src/model/qwen35_internal.h"
 
@@ -14,20 +16,19 @@ namespace ds::model {
 
 namespace {
 
-Result<std::vector<float>> to_f32(const TensorView& t, const std::string& what, int64_t expect_numel) {
+Status to_f32(const TensorView& t, const std::string& what, int64_t expect_numel, std::vector<float>* out) {
   if (!t.present()) return not_found(what + ": tensor missing");
   if (expect_numel >= 0 && t.numel() != expect_numel)
     return corrupt(what + ": expected " + std::to_string(expect_numel) + " elements, found " + std::to_string(t.numel()));
-  std::vector<float> out(static_cast<size_t>(t.numel()));
   for (int64_t i = 0; i < t.numel(); ++i) {
     switch (t.dtype) {
-      case DType::kF32: out[static_cast<size_t>(i)] = static_cast<const float*>(t.data)[i]; break;
-      case DType::kBF16: out[static_cast<size_t>(i)] = bf16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
-      case DType::kF16: out[static_cast<size_t>(i)] = f16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
+      case DType::kF32: out->push_back(static_cast<const float*>(t.data)[i]); break;
+      case DType::kBF16: out->push_back(bf16_to_f32(static_cast<const uint16_t*>(t.data)[i])); break;
+      case DType::kF16: out->push_back(f16_to_f32(static_cast<const uint16_t*>(t.data)[i])); break;
       default: return unsupported(what + ": dtype " + dtype_name(t.dtype) + " is not supported");
     }
   }
-  return out;
+  return Status::ok();
 }
 
 // After repacking, the checkpoint's GPTQ tensors are never read again: drop their mapped pages so
@@ -72,33 +73,48 @@ backend::WeightSource source_of(const LinearWeight& lw) {
   return s;
 }
 
+// Collects the small fp32 parameters into one host array; their device addresses are patched in
+// once the whole array is uploaded as one buffer.
+struct ParamPack {
+  std::vector<float> host;
+  std::vector<std::pair<const float**, size_t>> fixups;
+  Status add(const TensorView& t, const std::string& what, int64_t numel, const float** where) {
+    const size_t off = host.size();
+    DS_RETURN_IF_ERROR(to_f32(t, what, numel, &host));
+    fixups.emplace_back(where, off);
+    return Status::ok();
+  }
+};
+
 }  // namespace
 
-CpuQwen35Model::~CpuQwen35Model() = default;
+Qwen35Model::~Qwen35Model() = default;
 
-// Prepares one Linear; with release_mapped, drops the checkpoint pages of its GPTQ tensors right away
-// so peak resident memory stays near the packed size.
-static Result<PW> prep(backend::CpuBackend& be, const LinearWeight& lw, int64_t n, int64_t k, bool release_mapped) {
-  if (!lw.present()) return not_found(lw.name + ": weight missing");
-  if (lw.out_features != n || lw.in_features != k)
-    return corrupt(lw.name + ": shape [" + std::to_string(lw.out_features) + ", " + std::to_string(lw.in_features) +
-                   "], expected [" + std::to_string(n) + ", " + std::to_string(k) + "]");
-  auto w = be.prepare_weight(source_of(lw));
-  if (w.is_ok() && release_mapped) release_quantized(lw);
-  return w;
-}
-
-Status CpuQwen35Model::prepare(const ModelDesc& desc) {
+Status Qwen35Model::prepare_weights(const ModelDesc& desc) {
   const ModelConfig& c = cfg_;
   const int64_t H = c.hidden_size;
   const bool mapped = desc.storage != nullptr;  // views point into mmapped shards (else: caller's memory)
+  using backend::TpSplit;
+  const int rank = comm_->rank(), tp = comm_->size();
+  // Prepares one Linear as its TP shard; with mapped shards, drops the checkpoint pages of its GPTQ
+  // tensors right away so peak resident memory stays near the packed size.
+  auto prep = [&](const LinearWeight& lw, int64_t n, int64_t k, TpSplit split) -> Result<PreparedLinear> {
+    if (!lw.present()) return not_found(lw.name + ": weight missing");
+    if (lw.out_features != n || lw.in_features != k)
+      return corrupt(lw.name + ": shape [" + std::to_string(lw.out_features) + ", " + std::to_string(lw.in_features) +
+                     "], expected [" + std::to_string(n) + ", " + std::to_string(k) + "]");
+    auto w = be_->prepare_weight(source_of(lw), {split, rank, tp});
+    if (w.is_ok() && mapped) release_quantized(lw);
+    return w;
+  };
+  ParamPack params;
   if (H <= 0 || c.num_layers <= 0 || c.vocab_size <= 0) return invalid_argument("model config has no layers");
   if (static_cast<int>(desc.layers.size()) != c.num_layers) return corrupt("layer count disagrees with config");
   if (!desc.embed_tokens.present()) return not_found("embed_tokens missing");
   embed_ = {desc.embed_tokens.dtype, desc.embed_tokens.data, desc.embed_tokens.shape.at(0), desc.embed_tokens.shape.at(1)};
   if (embed_.dim != H) return corrupt("embed_tokens width disagrees with hidden_size");
-  DS_ASSIGN_OR_RETURN(final_norm_, to_f32(desc.final_norm, "model.norm", H));
-  DS_ASSIGN_OR_RETURN(lm_head_, prep(*be_, desc.lm_head, c.vocab_size, H, mapped));
+  DS_RETURN_IF_ERROR(params.add(desc.final_norm, "model.norm", H, &final_norm_));
+  DS_ASSIGN_OR_RETURN(lm_head_, prep(desc.lm_head, c.vocab_size, H, TpSplit::kReplicated));
   for (int r : c.rope.mrope_section) mrope_section_.push_back(r);
   const int nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
   const int Hk = c.linear_num_key_heads, Hv = c.linear_num_value_heads, dk = c.linear_key_head_dim,
@@ -109,45 +125,45 @@ Status CpuQwen35Model::prepare(const ModelDesc& desc) {
     auto L = std::make_unique<Layer>();
     L->kind = lw.kind;
     const std::string p = "layer " + std::to_string(i);
-    DS_ASSIGN_OR_RETURN(L->input_norm, to_f32(lw.input_layernorm, p + " input_layernorm", H));
-    DS_ASSIGN_OR_RETURN(L->post_norm, to_f32(lw.post_attention_layernorm, p + " post_attention_layernorm", H));
+    DS_RETURN_IF_ERROR(params.add(lw.input_layernorm, p + " input_layernorm", H, &L->input_norm));
+    DS_RETURN_IF_ERROR(params.add(lw.post_attention_layernorm, p + " post_attention_layernorm", H, &L->post_norm));
     if (lw.kind == LayerKind::kFullAttention) {
       if (nh <= 0 || nkv <= 0 || nh % nkv != 0 || hd <= 0) return invalid_argument("bad attention head config");
       L->cache_index = n_attn_++;
-      DS_ASSIGN_OR_RETURN(L->q_proj, prep(*be_, lw.attn.q_proj, 2LL * nh * hd, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->k_proj, prep(*be_, lw.attn.k_proj, static_cast<int64_t>(nkv) * hd, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->v_proj, prep(*be_, lw.attn.v_proj, static_cast<int64_t>(nkv) * hd, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->o_proj, prep(*be_, lw.attn.o_proj, H, static_cast<int64_t>(nh) * hd, mapped));
-      DS_ASSIGN_OR_RETURN(L->q_norm, to_f32(lw.attn.q_norm, p + " q_norm", hd));
-      DS_ASSIGN_OR_RETURN(L->k_norm, to_f32(lw.attn.k_norm, p + " k_norm", hd));
+      DS_ASSIGN_OR_RETURN(L->q_proj, prep(lw.attn.q_proj, 2LL * nh * hd, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->k_proj, prep(lw.attn.k_proj, static_cast<int64_t>(nkv) * hd, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->v_proj, prep(lw.attn.v_proj, static_cast<int64_t>(nkv) * hd, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->o_proj, prep(lw.attn.o_proj, H, static_cast<int64_t>(nh) * hd, TpSplit::kRow));
+      DS_RETURN_IF_ERROR(params.add(lw.attn.q_norm, p + " q_norm", hd, &L->q_norm));
+      DS_RETURN_IF_ERROR(params.add(lw.attn.k_norm, p + " k_norm", hd, &L->k_norm));
     } else {
       if (Hk <= 0 || Hv <= 0 || Hv % Hk != 0 || dk <= 0 || dv <= 0) return invalid_argument("bad linear-attention head config");
       L->cache_index = n_gdn_++;
-      DS_ASSIGN_OR_RETURN(L->in_qkv, prep(*be_, lw.gdn.in_proj_qkv, C, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->in_z, prep(*be_, lw.gdn.in_proj_z, static_cast<int64_t>(Hv) * dv, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->in_a, prep(*be_, lw.gdn.in_proj_a, Hv, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->in_b, prep(*be_, lw.gdn.in_proj_b, Hv, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->out_proj, prep(*be_, lw.gdn.out_proj, H, static_cast<int64_t>(Hv) * dv, mapped));
-      DS_ASSIGN_OR_RETURN(L->conv_w, to_f32(lw.gdn.conv1d, p + " conv1d", C * Kc));
+      DS_ASSIGN_OR_RETURN(L->in_qkv, prep(lw.gdn.in_proj_qkv, C, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->in_z, prep(lw.gdn.in_proj_z, static_cast<int64_t>(Hv) * dv, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->in_a, prep(lw.gdn.in_proj_a, Hv, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->in_b, prep(lw.gdn.in_proj_b, Hv, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->out_proj, prep(lw.gdn.out_proj, H, static_cast<int64_t>(Hv) * dv, TpSplit::kRow));
+      DS_RETURN_IF_ERROR(params.add(lw.gdn.conv1d, p + " conv1d", C * Kc, &L->conv_w));
       if (lw.gdn.conv1d_bias.present()) {
-        DS_ASSIGN_OR_RETURN(L->conv_b, to_f32(lw.gdn.conv1d_bias, p + " conv1d.bias", C));
+        DS_RETURN_IF_ERROR(params.add(lw.gdn.conv1d_bias, p + " conv1d.bias", C, &L->conv_b));
       }
-      DS_ASSIGN_OR_RETURN(L->A_log, to_f32(lw.gdn.A_log, p + " A_log", Hv));
-      DS_ASSIGN_OR_RETURN(L->dt_bias, to_f32(lw.gdn.dt_bias, p + " dt_bias", Hv));
-      DS_ASSIGN_OR_RETURN(L->gdn_norm, to_f32(lw.gdn.norm, p + " linear_attn.norm", dv));
+      DS_RETURN_IF_ERROR(params.add(lw.gdn.A_log, p + " A_log", Hv, &L->A_log));
+      DS_RETURN_IF_ERROR(params.add(lw.gdn.dt_bias, p + " dt_bias", Hv, &L->dt_bias));
+      DS_RETURN_IF_ERROR(params.add(lw.gdn.norm, p + " linear_attn.norm", dv, &L->gdn_norm));
     }
     L->moe = lw.is_moe;
     if (lw.is_moe) {
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
       if (static_cast<int64_t>(lw.moe.experts.size()) != E) return corrupt(p + ": expert count disagrees with config");
       if (c.num_experts_per_tok <= 0 || c.num_experts_per_tok > E) return invalid_argument("bad num_experts_per_tok");
-      DS_ASSIGN_OR_RETURN(L->router, prep(*be_, lw.moe.router, E, H, mapped));
+      DS_ASSIGN_OR_RETURN(L->router, prep(lw.moe.router, E, H, TpSplit::kReplicated));
       for (int64_t e = 0; e < E; ++e) {
         const MlpWeights& ew = lw.moe.experts[static_cast<size_t>(e)];
-        PW g, u, d;
-        DS_ASSIGN_OR_RETURN(g, prep(*be_, ew.gate_proj, I, H, mapped));
-        DS_ASSIGN_OR_RETURN(u, prep(*be_, ew.up_proj, I, H, mapped));
-        DS_ASSIGN_OR_RETURN(d, prep(*be_, ew.down_proj, H, I, mapped));
+        PreparedLinear g, u, d;
+        DS_ASSIGN_OR_RETURN(g, prep(ew.gate_proj, I, H, TpSplit::kColumn));
+        DS_ASSIGN_OR_RETURN(u, prep(ew.up_proj, I, H, TpSplit::kColumn));
+        DS_ASSIGN_OR_RETURN(d, prep(ew.down_proj, H, I, TpSplit::kRow));
         L->e_gate_p.push_back(g.get());
         L->e_up_p.push_back(u.get());
         L->e_down_p.push_back(d.get());
@@ -157,51 +173,154 @@ Status CpuQwen35Model::prepare(const ModelDesc& desc) {
       }
       if (lw.moe.shared_expert.gate_proj.present()) {
         const int64_t Is = c.shared_expert_intermediate_size;
-        DS_ASSIGN_OR_RETURN(L->gate, prep(*be_, lw.moe.shared_expert.gate_proj, Is, H, mapped));
-        DS_ASSIGN_OR_RETURN(L->up, prep(*be_, lw.moe.shared_expert.up_proj, Is, H, mapped));
-        DS_ASSIGN_OR_RETURN(L->down, prep(*be_, lw.moe.shared_expert.down_proj, H, Is, mapped));
-        DS_ASSIGN_OR_RETURN(L->shared_gate, prep(*be_, lw.moe.shared_expert_gate, 1, H, mapped));
+        DS_ASSIGN_OR_RETURN(L->gate, prep(lw.moe.shared_expert.gate_proj, Is, H, TpSplit::kColumn));
+        DS_ASSIGN_OR_RETURN(L->up, prep(lw.moe.shared_expert.up_proj, Is, H, TpSplit::kColumn));
+        DS_ASSIGN_OR_RETURN(L->down, prep(lw.moe.shared_expert.down_proj, H, Is, TpSplit::kRow));
+        DS_ASSIGN_OR_RETURN(L->shared_gate, prep(lw.moe.shared_expert_gate, 1, H, TpSplit::kReplicated));
       }
     } else {
       const int64_t I = c.intermediate_size;
-      DS_ASSIGN_OR_RETURN(L->gate, prep(*be_, lw.mlp.gate_proj, I, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->up, prep(*be_, lw.mlp.up_proj, I, H, mapped));
-      DS_ASSIGN_OR_RETURN(L->down, prep(*be_, lw.mlp.down_proj, H, I, mapped));
+      DS_ASSIGN_OR_RETURN(L->gate, prep(lw.mlp.gate_proj, I, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->up, prep(lw.mlp.up_proj, I, H, TpSplit::kColumn));
+      DS_ASSIGN_OR_RETURN(L->down, prep(lw.mlp.down_proj, H, I, TpSplit::kRow));
     }
     layers_.push_back(std::move(L));
   }
-  // Cache pools. fp32 KV: exactness against fp32 references, and CPU decode is weight-bound.
-  const int64_t kv_floats = static_cast<int64_t>(cache_.num_kv_blocks) * cache_.block_size * nkv * hd;
-  kv_k_.assign(static_cast<size_t>(n_attn_), std::vector<float>(static_cast<size_t>(kv_floats)));
-  kv_v_.assign(static_cast<size_t>(n_attn_), std::vector<float>(static_cast<size_t>(kv_floats)));
-  ssm_floats_ = static_cast<int64_t>(Hv) * dv * dk;
-  conv_floats_ = static_cast<int64_t>(Kc - 1) * C;
-  gdn_pool_.assign(static_cast<size_t>(n_gdn_),
-                   std::vector<float>(static_cast<size_t>(cache_.num_state_slots * (ssm_floats_ + conv_floats_))));
-  return Status::ok();
+  DS_ASSIGN_OR_RETURN(params_, be_->alloc(params.host.size() * sizeof(float), "model parameters"));
+  be_->upload(params_->data(), params.host.data(), params.host.size() * sizeof(float));
+  for (auto& [where, off] : params.fixups) *where = static_cast<const float*>(params_->data()) + off;
+
+  backend::CacheSpec cs;
+  cs.num_attn_layers = n_attn_;
+  cs.num_kv_blocks = opt_.cache.num_kv_blocks;
+  cs.block_size = opt_.cache.block_size;
+  cs.kv_heads = nkv;
+  cs.head_dim = hd;
+  cs.num_gdn_layers = n_gdn_;
+  cs.num_state_slots = opt_.cache.num_state_slots;
+  cs.v_heads = Hv;
+  cs.k_dim = dk;
+  cs.v_dim = dv;
+  cs.conv_kernel = Kc;
+  cs.conv_dim = C;
+  return be_->allocate_cache(cs);
 }
 
-Result<std::unique_ptr<CpuQwen35Model>> CpuQwen35Model::create(const ModelDesc& desc, const CacheConfig& cache,
-                                                               const CpuModelOptions& options) {
+Status Qwen35Model::allocate_workspace() {
+  const ModelConfig& c = cfg_;
+  auto ws = std::make_unique<Workspace>();
+  const int64_t T = opt_.max_step_tokens;
+  ws->max_tokens = T;
+  ws->max_logit_rows = std::min<int64_t>(T, std::max<int64_t>(opt_.max_step_seqs, 64));
+  const DType act = be_->activation_dtype();
+  const int64_t H = c.hidden_size, C = c.conv_dim();
+  const int64_t vdim = static_cast<int64_t>(c.linear_num_value_heads) * c.linear_value_head_dim;
+  const int64_t Hv = c.linear_num_value_heads;
+  const int64_t qdim = static_cast<int64_t>(c.num_heads) * c.head_dim, kvdim = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  int64_t I = 0;
+  for (const auto& L : layers_)
+    if (L->gate) I = std::max(I, L->gate->n);
+  const int64_t E = c.num_experts, top_k = std::max(1, c.num_experts_per_tok);
+  // Views are laid out at 256-byte aligned offsets; the three block kinds share one scratch region.
+  struct Slot {
+    backend::Act* view;
+    int64_t rows, cols;
+    DType dtype;
+  };
+  size_t offset = 0;
+  std::vector<std::pair<Slot, size_t>> placed;
+  auto place = [&](backend::Act* view, int64_t rows, int64_t cols, DType dt) {
+    placed.push_back({{view, rows, cols, dt}, offset});
+    offset += (static_cast<size_t>(rows * cols) * dtype_size(dt) + 255) / 256 * 256;
+  };
+  const int64_t R = ws->max_logit_rows;
+  place(&ws->h, T, H, act);
+  place(&ws->xn, T, H, act);
+  place(&ws->out, T, H, act);
+  place(&ws->last_h, R, H, act);
+  place(&ws->last_xn, R, H, act);
+  place(&ws->logits, R, c.vocab_size, DType::kF32);
+  const size_t scratch = offset;
+  size_t scratch_end = scratch;
+  if (n_gdn_ > 0) {
+    place(&ws->qkv, T, C, act);
+    place(&ws->z, T, vdim, act);
+    place(&ws->a, T, Hv, act);
+    place(&ws->b, T, Hv, act);
+    place(&ws->conv, T, C, act);
+    place(&ws->g, T, Hv, DType::kF32);
+    place(&ws->beta, T, Hv, DType::kF32);
+    place(&ws->core, T, vdim, act);
+    place(&ws->normed, T, vdim, act);
+    scratch_end = std::max(scratch_end, offset);
+    offset = scratch;
+  }
+  if (n_attn_ > 0) {
+    place(&ws->qg, T, 2 * qdim, act);
+    place(&ws->q, T, qdim, act);
+    place(&ws->gate, T, qdim, act);
+    place(&ws->k, T, kvdim, act);
+    place(&ws->v, T, kvdim, act);
+    place(&ws->attn, T, qdim, act);
+    scratch_end = std::max(scratch_end, offset);
+    offset = scratch;
+  }
+  place(&ws->gu, T, 2 * std::max<int64_t>(I, 1), act);
+  if (E > 0) {
+    place(&ws->router_logits, T, E, DType::kF32);
+    place(&ws->route_weights, T, top_k, DType::kF32);
+    place(&ws->shared, T, H, act);
+    place(&ws->shared_gate, T, 1, act);
+  }
+  backend::Act ids;
+  place(&ids, T, top_k, DType::kI32);
+  offset = std::max(scratch_end, offset);
+  DS_ASSIGN_OR_RETURN(ws->buffer, be_->alloc(offset, "the activation workspace (" + std::to_string(T) + " tokens)"));
+  for (auto& [s, off] : placed)
+    *s.view = {static_cast<char*>(ws->buffer->data()) + off, s.dtype, s.rows, s.cols, s.cols};
+  ws->route_ids = ids.as<int32_t>();
+  ws_ = std::move(ws);
+
+  backend::StepLimits lim;
+  lim.max_tokens = T;
+  lim.max_seqs = opt_.max_step_seqs;
+  const int64_t bs = opt_.cache.block_size;
+  lim.max_blocks_per_seq = static_cast<int>(opt_.max_model_len > 0 ? (opt_.max_model_len + bs - 1) / bs
+                                                                     : opt_.cache.num_kv_blocks);
+  lim.max_logit_rows = R;
+  return be_->reserve_step(lim);
+}
+
+Result<std::unique_ptr<Qwen35Model>> Qwen35Model::create(const ModelDesc& desc, std::shared_ptr<backend::Backend> be,
+                                                         std::shared_ptr<dist::Communicator> comm,
+                                                         const ModelOptions& options) {
   if (desc.config_only) return invalid_argument("model was described from config.json only; weights are required");
+  const CacheConfig& cache = options.cache;
   if (cache.block_size <= 0 || cache.num_kv_blocks < 0 || cache.num_state_slots < 0)
     return invalid_argument("bad cache configuration");
-  std::unique_ptr<CpuQwen35Model> m(new CpuQwen35Model());
+  if (options.max_step_tokens <= 0 || options.max_step_seqs <= 0) return invalid_argument("bad step limits");
+  if (!be || !comm) return invalid_argument("a model needs a backend and a communicator");
+  std::unique_ptr<Qwen35Model> m(new Qwen35Model());
   m->cfg_ = desc.config;
-  m->cache_ = cache;
   m->opt_ = options;
   m->storage_ = desc.storage;
-  m->be_ = std::make_unique<backend::CpuBackend>(options.isa);
-  DS_RETURN_IF_ERROR(m->prepare(desc));
+  m->be_ = std::move(be);
+  m->comm_ = std::move(comm);
+  DS_RETURN_IF_ERROR(m->prepare_weights(desc));
+  DS_RETURN_IF_ERROR(m->allocate_workspace());
   return m;
 }
 
-size_t CpuQwen35Model::weight_bytes_per_token() const {
+Result<std::unique_ptr<Qwen35Model>> create_cpu_model(const ModelDesc& desc, const ModelOptions& options) {
+  return Qwen35Model::create(desc, std::make_shared<backend::CpuBackend>(), dist::single_rank(), options);
+}
+
+size_t Qwen35Model::weight_bytes_per_token() const {
   size_t b = lm_head_->bytes;
-  auto add = [&](const PW& w) { b += w ? w->bytes : 0; };
+  auto add = [&](const PreparedLinear& w) { b += w ? w->bytes : 0; };
   for (const auto& L : layers_) {
-    for (const PW* w : {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj, &L->in_qkv, &L->in_z, &L->in_a, &L->in_b,
-                        &L->out_proj, &L->gate, &L->up, &L->down, &L->router, &L->shared_gate})
+    for (const PreparedLinear* w : {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj, &L->in_qkv, &L->in_z, &L->in_a,
+                                    &L->in_b, &L->out_proj, &L->gate, &L->up, &L->down, &L->router, &L->shared_gate})
       add(*w);
     if (L->moe && !L->e_gate.empty()) {
       const size_t per = L->e_gate[0]->bytes + L->e_up[0]->bytes + L->e_down[0]->bytes;
@@ -211,101 +330,185 @@ size_t CpuQwen35Model::weight_bytes_per_token() const {
   return b;
 }
 
-size_t CpuQwen35Model::cache_bytes() const {
-  size_t b = 0;
-  for (const auto& v : kv_k_) b += v.size() * 4 * 2;
-  for (const auto& v : gdn_pool_) b += v.size() * 4;
-  return b;
-}
-
-Result<StepOutput> CpuQwen35Model::forward(const StepPlan& plan) {
-  const int64_t H = cfg_.hidden_size;
-  std::vector<backend::SeqSpan> spans;
-  std::vector<int32_t> ids;
-  std::vector<int64_t> pos;
+// Validates the plan and flattens it into meta_ (token ids, positions, cu_seqlens, block tables,
+// slots to reset, which rows get logits: sampled rows first, then the rest in sequence order).
+Status Qwen35Model::build_meta(const StepPlan& plan) {
+  backend::StepMeta& m = meta_;
+  m.token_ids.clear();
+  m.positions.clear();
+  m.cu_seqlens.assign(1, 0);
+  m.start_pos.clear();
+  m.state_slots.clear();
+  m.block_tables.clear();
+  m.reset_slots.clear();
+  m.logit_rows.clear();
+  logit_rows_.clear();
+  const int64_t bs = opt_.cache.block_size;
+  int width = 1;
+  for (const SeqStep& s : plan.seqs)
+    width = std::max<int>(width, static_cast<int>((s.start_pos + static_cast<int64_t>(s.token_ids.size()) + bs - 1) / bs));
+  m.blocks_per_seq = width;
   int64_t T = 0;
   for (const SeqStep& s : plan.seqs) {
     const int64_t n = static_cast<int64_t>(s.token_ids.size());
-    if (n == 0) return invalid_argument("sequence " + std::to_string(s.seq_id) + " has no new tokens");
+    const std::string who = "sequence " + std::to_string(s.seq_id);
+    if (n == 0) return invalid_argument(who + " has no new tokens");
     if (s.start_pos < 0) return invalid_argument("negative start_pos");
+    const int64_t need = (s.start_pos + n + bs - 1) / bs;
     if (n_attn_ > 0) {
-      const int64_t need = (s.start_pos + n + cache_.block_size - 1) / cache_.block_size;
       if (static_cast<int64_t>(s.block_table.size()) < need)
-        return invalid_argument("sequence " + std::to_string(s.seq_id) + ": block table covers " +
-                                std::to_string(s.block_table.size()) + " blocks, needs " + std::to_string(need));
+        return invalid_argument(who + ": block table covers " + std::to_string(s.block_table.size()) + " blocks, needs " +
+                                std::to_string(need));
       for (int64_t b = 0; b < need; ++b)
-        if (s.block_table[static_cast<size_t>(b)] < 0 || s.block_table[static_cast<size_t>(b)] >= cache_.num_kv_blocks)
-          return invalid_argument("sequence " + std::to_string(s.seq_id) + ": KV block id out of range");
+        if (s.block_table[static_cast<size_t>(b)] < 0 || s.block_table[static_cast<size_t>(b)] >= opt_.cache.num_kv_blocks)
+          return invalid_argument(who + ": KV block id out of range");
     }
-    if (n_gdn_ > 0 && (s.state_slot < 0 || s.state_slot >= cache_.num_state_slots))
-      return invalid_argument("sequence " + std::to_string(s.seq_id) + ": state slot out of range");
+    if (n_gdn_ > 0 && (s.state_slot < 0 || s.state_slot >= opt_.cache.num_state_slots))
+      return invalid_argument(who + ": state slot out of range");
+    if (!s.logprob_targets.empty() && (!s.all_logits || static_cast<int64_t>(s.logprob_targets.size()) != n))
+      return invalid_argument(who + ": logprob_targets needs all_logits and one target per new token");
     for (int32_t id : s.token_ids)
       if (id < 0 || id >= embed_.rows) return invalid_argument("token id " + std::to_string(id) + " out of range");
-    backend::SeqSpan sp;
-    sp.token_begin = T;
-    sp.n_tokens = n;
-    sp.start_pos = s.start_pos;
-    sp.block_table = s.block_table.data();
-    spans.push_back(sp);
-    ids.insert(ids.end(), s.token_ids.begin(), s.token_ids.end());
+    m.token_ids.insert(m.token_ids.end(), s.token_ids.begin(), s.token_ids.end());
     if (!s.mrope_positions.empty()) {
       if (static_cast<int64_t>(s.mrope_positions.size()) != 3 * n)
-        return invalid_argument("sequence " + std::to_string(s.seq_id) + ": mrope_positions needs 3 per new token");
-      pos.insert(pos.end(), s.mrope_positions.begin(), s.mrope_positions.end());
+        return invalid_argument(who + ": mrope_positions needs 3 per new token");
+      m.positions.insert(m.positions.end(), s.mrope_positions.begin(), s.mrope_positions.end());
     } else {
       for (int64_t i = 0; i < n; ++i)
-        for (int r = 0; r < 3; ++r) pos.push_back(s.start_pos + i);
+        for (int r = 0; r < 3; ++r) m.positions.push_back(s.start_pos + i);
     }
     T += n;
+    m.cu_seqlens.push_back(static_cast<int32_t>(T));
+    m.start_pos.push_back(s.start_pos);
+    m.state_slots.push_back(s.state_slot);
+    for (int b = 0; b < width; ++b)
+      m.block_tables.push_back(b < need && b < static_cast<int64_t>(s.block_table.size()) ? s.block_table[static_cast<size_t>(b)] : -1);
+    if (s.start_pos == 0 && n_gdn_ > 0) m.reset_slots.push_back(s.state_slot);
   }
-  // A sequence starting at position 0 starts from zero GDN state.
+  // Logits rows: sampled rows (each sampling sequence's last token) first, so sample() sees them
+  // contiguous; then every other row a sequence asked for, in order.
   for (size_t i = 0; i < plan.seqs.size(); ++i)
-    if (plan.seqs[i].start_pos == 0)
-      for (auto& pool : gdn_pool_)
-        std::fill_n(pool.begin() + plan.seqs[i].state_slot * (ssm_floats_ + conv_floats_), ssm_floats_ + conv_floats_, 0.0f);
+    if (plan.seqs[i].sampling) {
+      const int64_t last = static_cast<int64_t>(plan.seqs[i].token_ids.size()) - 1;
+      logit_rows_.push_back({static_cast<int>(i), last});
+      m.logit_rows.push_back(m.cu_seqlens[i] + static_cast<int32_t>(last));
+    }
+  n_sample_rows_ = static_cast<int>(logit_rows_.size());
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const SeqStep& s = plan.seqs[i];
+    const int64_t n = static_cast<int64_t>(s.token_ids.size());
+    const bool wants = s.return_logits || !s.logprob_targets.empty();
+    if (!wants) continue;
+    for (int64_t t = s.all_logits ? 0 : n - 1; t < n; ++t) {
+      if (s.sampling && t == n - 1) continue;  // already listed
+      logit_rows_.push_back({static_cast<int>(i), t});
+      m.logit_rows.push_back(m.cu_seqlens[i] + static_cast<int32_t>(t));
+    }
+  }
+  return Status::ok();
+}
 
-  std::vector<float>& h = buf_[0];
-  std::vector<float>& xn = buf_[1];
-  std::vector<float>& out = buf_[2];
-  h.resize(static_cast<size_t>(T * H));
-  xn.resize(h.size());
-  out.resize(h.size());
-  be_->embed(embed_, ids.data(), T, h.data());
+Result<StepOutput> Qwen35Model::forward(const StepPlan& plan) {
+  DS_RETURN_IF_ERROR(build_meta(plan));
+  const int64_t T = meta_.num_tokens();
+  if (T > ws_->max_tokens)
+    return invalid_argument("step of " + std::to_string(T) + " tokens exceeds the workspace planned for " +
+                            std::to_string(ws_->max_tokens) + " (max_num_batched_tokens)");
+  DS_RETURN_IF_ERROR(be_->plan(meta_));
+  be_->reset_states();
+  backend::Backend& be = *be_;
+  const backend::Act h = ws_->h.rows_view(0, T), xn = ws_->xn.rows_view(0, T), out = ws_->out.rows_view(0, T);
+  be.embed(embed_, h);
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   for (const auto& Lp : layers_) {
     const Layer& L = *Lp;
-    be_->rms_norm(h.data(), L.input_norm.data(), T, H, eps, true, xn.data());
+    be.rms_norm(h, L.input_norm, eps, true, xn);
     if (L.kind == LayerKind::kLinearAttention) {
-      for (size_t i = 0; i < spans.size(); ++i) {
-        float* slot = gdn_pool_[static_cast<size_t>(L.cache_index)].data() + plan.seqs[i].state_slot * (ssm_floats_ + conv_floats_);
-        spans[i].gdn_state = slot;
-        spans[i].conv_state = slot + ssm_floats_;
-      }
-      gdn_block(L, T, spans, xn.data(), out.data());
+      DS_RETURN_IF_ERROR(gdn_block(L, T, xn, out));
     } else {
-      attention_block(L, T, spans, pos, xn.data(), out.data());
+      DS_RETURN_IF_ERROR(attention_block(L, T, xn, out));
     }
-    be_->add(h.data(), out.data(), T * H);
-    be_->rms_norm(h.data(), L.post_norm.data(), T, H, eps, true, xn.data());
-    mlp_block(L, T, xn.data(), out.data());
-    be_->add(h.data(), out.data(), T * H);
+    be.add(h, out);
+    be.rms_norm(h, L.post_norm, eps, true, xn);
+    DS_RETURN_IF_ERROR(mlp_block(L, T, xn, out));
+    be.add(h, out);
   }
-  // Rows that need logits: every new token (all_logits) or the last one.
   StepOutput so;
-  so.vocab_size = cfg_.vocab_size;
-  std::vector<int64_t> rows;
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    so.row_offset.push_back(static_cast<int64_t>(rows.size()));
-    const int64_t first = plan.seqs[i].all_logits ? spans[i].token_begin : spans[i].token_begin + spans[i].n_tokens - 1;
-    for (int64_t r = first; r < spans[i].token_begin + spans[i].n_tokens; ++r) rows.push_back(r);
-  }
-  const int64_t R = static_cast<int64_t>(rows.size());
-  for (int64_t r = 0; r < R; ++r)
-    std::memcpy(out.data() + r * H, h.data() + rows[static_cast<size_t>(r)] * H, static_cast<size_t>(H) * sizeof(float));
-  be_->rms_norm(out.data(), final_norm_.data(), R, H, eps, true, xn.data());
-  so.logits.resize(static_cast<size_t>(R * cfg_.vocab_size));
-  be_->lm_head(*lm_head_, xn.data(), R, so.logits.data());
+  DS_RETURN_IF_ERROR(logits_pass(plan, &so));
+  be.synchronize();
   return so;
+}
+
+// Final norm + lm_head over the planned logits rows, a pass of at most max_logit_rows at a time;
+// each pass ends in what crosses to the host: sampled ids, target logprobs, requested logits.
+Status Qwen35Model::logits_pass(const StepPlan& plan, StepOutput* so) {
+  const int64_t V = cfg_.vocab_size, R = static_cast<int64_t>(logit_rows_.size());
+  const size_t S = plan.seqs.size();
+  so->vocab_size = V;
+  so->sampled.assign(S, backend::SampleResult{});
+  so->target_logprobs.assign(S, {});
+  so->row_offset.assign(S, 0);
+  // Host layout of returned logits: each sequence's rows contiguous, in token order.
+  std::vector<int64_t> first_row(S, 0);
+  int64_t returned = 0;
+  for (size_t i = 0; i < S; ++i) {
+    so->row_offset[i] = returned;
+    first_row[i] = returned;
+    const SeqStep& s = plan.seqs[i];
+    if (s.return_logits) returned += s.all_logits ? static_cast<int64_t>(s.token_ids.size()) : 1;
+    if (!s.logprob_targets.empty()) so->target_logprobs[i].resize(s.token_ids.size());
+  }
+  so->logits.resize(static_cast<size_t>(returned * V));
+  std::vector<backend::SamplingRow> samplers;
+  std::vector<int32_t> targets, top_k;
+  std::vector<backend::SampleResult> sampled;
+  std::vector<backend::PositionLogprobs> lps;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  for (int64_t r0 = 0; r0 < R; r0 += ws_->max_logit_rows) {
+    const int64_t n = std::min(ws_->max_logit_rows, R - r0);
+    const backend::Act rows_h = ws_->last_h.rows_view(0, n), rows_xn = ws_->last_xn.rows_view(0, n);
+    const backend::Act logits = ws_->logits.rows_view(0, n);
+    be_->gather_logit_rows(ws_->h, r0, rows_h);
+    be_->rms_norm(rows_h, final_norm_, eps, true, rows_xn);
+    be_->linear(*lm_head_, rows_xn, logits);
+    const int64_t n_sample = std::clamp<int64_t>(n_sample_rows_ - r0, 0, n);
+    if (n_sample > 0) {
+      samplers.clear();
+      for (int64_t r = r0; r < r0 + n_sample; ++r)
+        samplers.push_back(*plan.seqs[static_cast<size_t>(logit_rows_[static_cast<size_t>(r)].seq)].sampling);
+      sampled.assign(static_cast<size_t>(n_sample), {});
+      be_->sample(logits.rows_view(0, n_sample), samplers.data(), sampled.data());
+      for (int64_t r = 0; r < n_sample; ++r)
+        so->sampled[static_cast<size_t>(logit_rows_[static_cast<size_t>(r0 + r)].seq)] = std::move(sampled[static_cast<size_t>(r)]);
+    }
+    targets.assign(static_cast<size_t>(n), -1);
+    top_k.assign(static_cast<size_t>(n), 0);
+    bool any_target = false;
+    for (int64_t r = 0; r < n; ++r) {
+      const LogitRow& lr = logit_rows_[static_cast<size_t>(r0 + r)];
+      const SeqStep& s = plan.seqs[static_cast<size_t>(lr.seq)];
+      if (!s.logprob_targets.empty()) {
+        targets[static_cast<size_t>(r)] = s.logprob_targets[static_cast<size_t>(lr.token)];
+        top_k[static_cast<size_t>(r)] = s.target_top_k;
+        any_target |= targets[static_cast<size_t>(r)] >= 0;
+      }
+      if (s.return_logits) {
+        const int64_t dst = first_row[static_cast<size_t>(lr.seq)] + (s.all_logits ? lr.token : 0);
+        be_->download(so->logits.data() + dst * V, logits.as<float>() + r * logits.ld, static_cast<size_t>(V) * sizeof(float));
+      }
+    }
+    if (any_target) {
+      lps.assign(static_cast<size_t>(n), {});
+      be_->target_logprobs(logits, targets.data(), top_k.data(), lps.data());
+      for (int64_t r = 0; r < n; ++r)
+        if (targets[static_cast<size_t>(r)] >= 0) {
+          const LogitRow& lr = logit_rows_[static_cast<size_t>(r0 + r)];
+          so->target_logprobs[static_cast<size_t>(lr.seq)][static_cast<size_t>(lr.token)] = std::move(lps[static_cast<size_t>(r)]);
+        }
+    }
+  }
+  return Status::ok();
 }
 
 }  // namespace ds::model

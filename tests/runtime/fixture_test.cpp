@@ -9,7 +9,7 @@
 
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
-#include "deltaserve/model/runner.h"
+#include "deltaserve/engine/sequence_runner.h"
 #include "deltaserve/model/safetensors.h"
 
 namespace ds {
@@ -51,7 +51,11 @@ TEST_P(Fixture, MatchesReference) {
   std::ifstream(ref_dir + "/prompts.json") >> doc;
   auto desc = model::load_model_dir(fixtures_dir() + "/models/" + name);
   ASSERT_TRUE(desc.is_ok()) << desc.status().message();
-  auto created = model::CpuQwen35Model::create(*desc, model::runner_cache_config(4096));
+  model::ModelOptions opt;
+  opt.cache = engine::runner_cache_config(4096);
+  opt.max_step_tokens = 512;
+  opt.max_step_seqs = 1;
+  auto created = model::create_cpu_model(*desc, opt);
   ASSERT_TRUE(created.is_ok()) << created.status().message();
   auto& model = **created;
   const int64_t V = model.vocab_size();
@@ -63,9 +67,9 @@ TEST_P(Fixture, MatchesReference) {
   for (const auto& p : doc["prompts"]) {
     const auto ids = p["ids"].get<std::vector<int32_t>>();
     const int idx = p["index"].get<int>();
-    model::SequenceRunner runner(model);
+    engine::SequenceRunner runner(model);
     const int seq = runner.start().value();
-    auto logits = runner.feed(seq, ids, true, 4096);
+    auto logits = runner.feed(seq, ids, true, 512);
     ASSERT_TRUE(logits.is_ok()) << logits.status().message();
     const int64_t n = static_cast<int64_t>(ids.size());
     int64_t numel = 0;
@@ -92,8 +96,9 @@ TEST_P(Fixture, MatchesReference) {
     runner.release(seq);
     // Greedy continuation through the caches, one token per step.
     const auto want = p["greedy"].get<std::vector<int32_t>>();
-    model::SamplingOptions greedy;
-    auto gen = model::generate(model, ids, static_cast<int64_t>(want.size()), greedy, {}, 64);
+    engine::SamplingParams greedy;
+    greedy.temperature = 0.0;
+    auto gen = engine::generate(model, ids, static_cast<int64_t>(want.size()), greedy, {}, 64);
     ASSERT_TRUE(gen.is_ok()) << gen.status().message();
     EXPECT_EQ(gen->tokens, want) << name << " prompt " << idx;
   }
@@ -102,7 +107,7 @@ TEST_P(Fixture, MatchesReference) {
   // Perplexity with the reference's window and stride.
   const auto& ppl = doc["ppl"];
   const auto ids = ppl["ids"].get<std::vector<int32_t>>();
-  auto r = model::perplexity(model, ids, ppl["window"].get<int64_t>(), ppl["stride"].get<int64_t>(), 512);
+  auto r = engine::perplexity(model, ids, ppl["window"].get<int64_t>(), ppl["stride"].get<int64_t>(), 512);
   ASSERT_TRUE(r.is_ok()) << r.status().message();
   const double want = ppl["ppl"].get<double>();
   std::printf("[ fixture ] %-22s ppl %.6f reference %.6f rel %.2g (%lld scored)\n", name.c_str(), r->ppl(), want,

@@ -49,16 +49,16 @@ void check_linear(const WeightSource& src, const std::vector<double>& W, const c
   const auto ref = ref_linear(W, src.n, src.k, x, m, &mag);
   for (CpuIsa isa : isas()) {
     CpuBackend be(isa);
-    auto w = be.prepare_weight(src);
+    auto w = be.prepare_weight(src, {});
     ASSERT_TRUE(w.is_ok()) << w.status().message();
     std::vector<float> y(static_cast<size_t>(m * src.n));
-    be.linear(**w, x.data(), m, y.data(), src.n);
+    be.linear(**w, test::host_act(x.data(), m, src.k), test::host_act(y.data(), m, src.n));
     for (size_t i = 0; i < y.size(); ++i)
       ASSERT_NEAR(y[i], ref[i], 2e-6 * mag[i] + 1e-6) << what << " isa " << kernels::cpu_isa_name(isa) << " i " << i;
     // Batching invariance: each token alone gives bit-identical rows.
     for (int64_t t = 0; t < m; ++t) {
       std::vector<float> y1(static_cast<size_t>(src.n));
-      be.linear(**w, x.data() + t * src.k, 1, y1.data(), src.n);
+      be.linear(**w, test::host_act(x.data() + t * src.k, 1, src.k), test::host_act(y1.data(), 1, src.n));
       for (int64_t n = 0; n < src.n; ++n)
         ASSERT_EQ(y1[static_cast<size_t>(n)], y[static_cast<size_t>(t * src.n + n)]) << what << " token " << t;
     }
@@ -135,9 +135,9 @@ TEST(CpuLinear, RejectsBadInput) {
   s.n = 8;
   s.k = 8;
   s.bits = 3;
-  EXPECT_EQ(be.prepare_weight(s).status().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(be.prepare_weight(s, {}).status().code(), ErrorCode::kUnsupported);
   s.bits = 4;
-  EXPECT_EQ(be.prepare_weight(s).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(be.prepare_weight(s, {}).status().code(), ErrorCode::kInvalidArgument);
   const auto t = test::make_gptq(16, 64, 4, 32, true, false, false, 1);
   std::vector<int32_t> gi(t.g_idx);
   gi[3] = 99;
@@ -147,7 +147,7 @@ TEST(CpuLinear, RejectsBadInput) {
   s.scales = t.scales.data();
   s.scale_groups = t.G;
   s.g_idx = gi.data();
-  EXPECT_EQ(be.prepare_weight(s).status().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(be.prepare_weight(s, {}).status().code(), ErrorCode::kCorrupt);
 }
 
 // --- Gated delta rule ---
@@ -271,15 +271,25 @@ TEST(CpuAttention, PagedMatchesContiguousReference) {
     std::vector<int32_t> table = {7, 2, 11, 0, 5, 9};  // scattered blocks
     for (CpuIsa isa : isas()) {
       CpuBackend be(isa);
-      std::vector<float> kc(static_cast<size_t>(num_blocks * bs * nkv * hd), NAN), vc(kc.size(), NAN);
-      backend::KvCacheView cache{kc.data(), vc.data(), bs};
+      backend::CacheSpec cs;
+      cs.num_attn_layers = 1;
+      cs.num_kv_blocks = num_blocks;
+      cs.block_size = bs;
+      cs.kv_heads = nkv;
+      cs.head_dim = hd;
+      ASSERT_TRUE(be.allocate_cache(cs).is_ok());
+      ASSERT_TRUE(be.reserve_step({L, 1, 6, 1}).is_ok());
       std::vector<float> out(static_cast<size_t>(L * nh * hd));
       // Prefill the first a tokens, then the rest in one more step.
-      backend::SeqSpan s1{0, a, 0, table.data(), nullptr, nullptr};
-      be.attention(q.data(), k.data(), v.data(), &s1, 1, nh, nkv, hd, scale, cache, out.data());
-      backend::SeqSpan s2{0, L - a, a, table.data(), nullptr, nullptr};
-      be.attention(q.data() + a * nh * hd, k.data() + a * nkv * hd, v.data() + a * nkv * hd, &s2, 1, nh, nkv, hd, scale,
-                   cache, out.data() + a * nh * hd);
+      auto run = [&](int64_t start, int64_t n) {
+        ASSERT_TRUE(be.plan(test::one_seq_meta(start, n, table)).is_ok());
+        be.attention(0, test::host_act(q.data() + start * nh * hd, n, nh * hd),
+                     test::host_act(k.data() + start * nkv * hd, n, nkv * hd),
+                     test::host_act(v.data() + start * nkv * hd, n, nkv * hd), nh, nkv, hd, scale,
+                     test::host_act(out.data() + start * nh * hd, n, nh * hd));
+      };
+      run(0, a);
+      run(a, L - a);
       EXPECT_LE(test::max_abs_diff(out.data(), ref.data(), out.size()), 1e-5) << kernels::cpu_isa_name(isa) << " hd " << hd;
     }
   }
@@ -387,7 +397,7 @@ TEST(CpuOps, MoeExpertsMatchDenseReference) {
     s.k = k;
     s.weight_dtype = DType::kF32;
     s.weight = w.data();
-    keep.push_back(std::move(be.prepare_weight(s).value()));
+    keep.push_back(std::move(be.prepare_weight(s, {}).value()));
     return keep.back().get();
   };
   for (int64_t e = 0; e < E; ++e) {
@@ -404,7 +414,8 @@ TEST(CpuOps, MoeExpertsMatchDenseReference) {
   const int32_t ids[T * top_k] = {0, 3, 3, 5, 1, 0, 3, 2, 5, 4};
   const float wts[T * top_k] = {0.6f, 0.4f, 0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f, 0.2f, 0.8f};
   std::vector<float> out(static_cast<size_t>(T * H));
-  be.moe_experts(x.data(), T, H, ids, wts, top_k, g.data(), u.data(), d.data(), out.data());
+  be.moe_experts(test::host_act(x.data(), T, H), ids, test::host_act(wts, T, top_k), top_k, g.data(), u.data(), d.data(),
+                 test::host_act(out.data(), T, H));
   for (int64_t t = 0; t < T; ++t) {
     std::vector<double> ref(static_cast<size_t>(H), 0.0);
     for (int s = 0; s < top_k; ++s) {

@@ -8,20 +8,21 @@
 namespace ds {
 namespace {
 
-using model::CpuQwen35Model;
+using model::Qwen35Model;
 using model::SeqStep;
 using model::StepPlan;
 
 constexpr int kBlock = 4;
 
-std::unique_ptr<CpuQwen35Model> make_model(const test::SyntheticModel& m, bool chunked = false) {
-  model::CacheConfig cc;
-  cc.block_size = kBlock;
-  cc.num_kv_blocks = 64;
-  cc.num_state_slots = 4;
-  model::CpuModelOptions opt;
+std::unique_ptr<Qwen35Model> make_model(const test::SyntheticModel& m, bool chunked = false) {
+  model::ModelOptions opt;
+  opt.cache.block_size = kBlock;
+  opt.cache.num_kv_blocks = 64;
+  opt.cache.num_state_slots = 4;
+  opt.max_step_tokens = 256;
+  opt.max_step_seqs = 4;
   opt.chunked_gdn_prefill = chunked;
-  auto r = CpuQwen35Model::create(m.desc, cc, opt);
+  auto r = model::create_cpu_model(m.desc, opt);
   EXPECT_TRUE(r.is_ok()) << r.status().message();
   return r.is_ok() ? std::move(r).value() : nullptr;
 }
@@ -42,11 +43,12 @@ SeqStep step_of(int s, const std::vector<int32_t>& ids, int64_t begin, int64_t n
   for (int b = 0; b < (begin + n + kBlock - 1) / kBlock; ++b) st.block_table.push_back(16 * s + b);
   st.state_slot = s;
   st.all_logits = true;
+  st.return_logits = true;
   return st;
 }
 
 // Runs one sequence in chunks of `chunk` tokens; returns all logits rows.
-std::vector<float> run_chunked(CpuQwen35Model& model, int s, const std::vector<int32_t>& ids, int64_t chunk) {
+std::vector<float> run_chunked(Qwen35Model& model, int s, const std::vector<int32_t>& ids, int64_t chunk) {
   std::vector<float> all;
   for (int64_t b = 0; b < static_cast<int64_t>(ids.size()); b += chunk) {
     StepPlan plan;

@@ -7,9 +7,29 @@
 #include <random>
 #include <vector>
 
+#include "deltaserve/backend/backend.h"
 #include "deltaserve/core/dtype.h"
 
 namespace ds::test {
+
+// A host array as a CPU-backend activation view (rows x cols fp32, contiguous).
+inline backend::Act host_act(const float* p, int64_t rows, int64_t cols) {
+  return {const_cast<float*>(p), DType::kF32, rows, cols, cols};
+}
+
+// The step metadata of one sequence (state slot 0) feeding n tokens after `start` cached ones.
+inline backend::StepMeta one_seq_meta(int64_t start, int64_t n, const std::vector<int32_t>& table) {
+  backend::StepMeta m;
+  m.token_ids.assign(static_cast<size_t>(n), 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int r = 0; r < 3; ++r) m.positions.push_back(start + i);
+  m.cu_seqlens = {0, static_cast<int32_t>(n)};
+  m.start_pos = {start};
+  m.state_slots = {0};
+  m.block_tables = table;
+  m.blocks_per_seq = static_cast<int>(table.size());
+  return m;
+}
 
 inline std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);

@@ -60,7 +60,7 @@ class Engine {
   void loop();
   void step();
   void finish(Live* live, FinishReason reason, RequestEvent ev);
-  void process_row(Live* live, const float* row, int64_t vocab);
+  void process_token(Live* live, const backend::SampleResult& sampled);
   void fail_all(const Status& st);
   void publish_gauges();
 

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "deltaserve/backend/backend.h"
 #include "deltaserve/core/status.h"
 #include "deltaserve/engine/sampling_params.h"
 
@@ -27,18 +28,10 @@ enum class FinishReason {
 };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", or nullptr
 
-// One candidate token with its log-probability (raw model distribution, as vLLM's default).
-struct TokenLogprob {
-  int32_t token_id = 0;
-  float logprob = 0.0f;
-  int64_t rank = 1;  // 1 = most likely
-};
-
-// The sampled token's logprob plus the top-k alternatives (sorted, most likely first).
-struct PositionLogprobs {
-  TokenLogprob chosen;
-  std::vector<TokenLogprob> top;
-};
+// One candidate token with its log-probability (raw model distribution, as vLLM's default), and a
+// position's chosen token + top-k alternatives: the backend's result types, passed through as is.
+using TokenLogprob = backend::TokenLogprob;
+using PositionLogprobs = backend::PositionLogprobs;
 
 // A batch of progress for one request. Several events may be merged by RequestStream::pop_all.
 struct RequestEvent {

@@ -1,13 +1,15 @@
-// Token sampling for one logits row, in vLLM V1's order: allowed ids / logit_bias / min_tokens mask,
-// then repetition / frequency / presence penalties, then greedy argmax, or temperature -> min_p ->
-// top_k -> top_p -> a draw from the request's own RNG (so the same seed gives the same tokens
-// whatever else is in the batch). Logprobs are of the raw model distribution (vLLM's default).
+// A request's sampling as the backend's sample op needs it: SamplingParams + token history + the
+// next draw of the request's own RNG become one plain SamplingRow (so the same seed gives the same
+// tokens whatever else is in the batch). The math itself is the backend's reference sampler
+// (kernels/cpu/sampling.cpp, vLLM V1's order); the host functions below run it on one row for
+// tests and tools. Logprobs are of the raw model distribution (vLLM's default).
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "deltaserve/backend/backend.h"
 #include "deltaserve/engine/request.h"
 #include "deltaserve/engine/sampling_params.h"
 
@@ -23,6 +25,18 @@ class Rng {
  private:
   uint64_t s_[4];
 };
+
+// One sampled row: the plain SamplingRow plus the arrays it points into (the token histories stay
+// the caller's and must outlive the step).
+struct RowSampler {
+  std::vector<int32_t> bias_ids, masked_ids;
+  std::vector<float> bias_values;
+  backend::SamplingRow row;
+};
+// Fills `out` for the next token of a request: its params, its history, the min_tokens mask and,
+// unless greedy, the next draw of its RNG.
+void prepare_sampling_row(const SamplingParams& p, const std::vector<int32_t>& prompt,
+                          const std::vector<int32_t>& output, Rng* rng, RowSampler* out);
 
 // Applies allowed_token_ids, logit_bias, the min_tokens mask (EOS + stop ids -> -inf while fewer
 // than min_tokens were generated) and the penalties, in place.

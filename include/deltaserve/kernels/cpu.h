@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/common/sampling.h"
+
 namespace ds::kernels {
 
 enum class CpuIsa : uint8_t { kScalar, kAvx2, kAvx512 };
@@ -103,5 +105,35 @@ int64_t gdn_chunked_scratch_floats(int C, int dk, int dv);
 void gdn_chunked(float* S, int dk, int dv, int64_t T, int C, const float* q, const float* k,
                  int64_t qk_stride, const float* v, int64_t v_stride, const float* g, const float* beta,
                  int64_t gb_stride, float* o, int64_t o_stride, float* scratch);
+
+// --- GDN / attention glue (one pass over the activations each) ---
+
+// Per token t and value head h: beta = sigmoid(b), g = -exp(A_log) * softplus(a + dt_bias).
+// a, b rows advance by lda / ldb; g, beta are [T][Hv] contiguous.
+void gdn_gates(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int Hv, const float* A_log,
+               const float* dt_bias, float* g, float* beta);
+// q_proj output interleaves (query, gate) per head: qg [T][heads][2][hd] -> q, gate [T][heads*hd].
+void split_query_gate(const float* qg, int64_t ldqg, int64_t T, int heads, int hd, float* q, int64_t ldq,
+                      float* gate, int64_t ldg);
+// x[r] += sigmoid(gate_logit[r]) * y[r] over rows of `cols` (the shared expert's gate).
+void add_sigmoid_gated(float* x, int64_t ldx, const float* y, int64_t ldy, const float* gate_logit, int64_t ld_gate,
+                       int64_t rows, int64_t cols);
+
+// --- sampling (sampling.cpp): the reference sampler over one logits row ---
+
+// allowed ids, logit_bias, forced masks, then penalties, in place.
+void apply_logits_processors(float* logits, int64_t V, const SamplingRow& p);
+// The distribution actually sampled from (after temperature, min_p, top_k, top_p), renormalised;
+// one-hot on the argmax when greedy. probs: V doubles.
+void sampling_distribution(const float* logits, int64_t V, const SamplingRow& p, double* probs);
+// Processed logits in, token out (greedy ties: lowest id; else p.uniform picks from the distribution).
+int32_t sample_token(const float* logits, int64_t V, const SamplingRow& p);
+struct LogprobEntry {
+  int32_t token_id = 0;
+  float logprob = 0.0f;
+  int64_t rank = 1;
+};
+// log_softmax of a raw row: the chosen token's entry and the top k (k clamped to V; returns it).
+int compute_logprobs(const float* raw, int64_t V, int32_t chosen, int k, LogprobEntry* chosen_out, LogprobEntry* top);
 
 }  // namespace ds::kernels

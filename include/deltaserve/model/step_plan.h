@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
+#include "deltaserve/backend/backend.h"
 #include "deltaserve/core/status.h"
 
 namespace ds::model {
@@ -25,7 +27,14 @@ struct SeqStep {
   int64_t start_pos = 0;             // tokens of this sequence already in the cache
   std::vector<int32_t> block_table;  // KV block ids covering positions [0, start_pos + token_ids.size())
   int32_t state_slot = -1;           // GDN state slot; zeroed by the runtime when start_pos == 0
-  bool all_logits = false;           // logits for every new token (prompt logprobs, ppl), else the last
+  bool all_logits = false;           // a logits row for every new token, else only for the last one
+  bool return_logits = false;        // copy this sequence's logits rows to the host (tests, debugging)
+  // Logprob of a known next token per new token (prompt logprobs, perplexity): logprob_targets[i]
+  // is the token after new token i, or -1; with the top `target_top_k` alternatives. Needs all_logits.
+  std::vector<int32_t> logprob_targets;
+  int target_top_k = 0;
+  // Sample the next token from the last row on the device (pointers must outlive forward()).
+  std::optional<backend::SamplingRow> sampling;
   // Optional M-RoPE positions [n_new_tokens][3] (t, h, w) for multimodal prompts (qwen35-arch.md §5);
   // empty: text, every row = start_pos + i.
   std::vector<int64_t> mrope_positions;
@@ -36,13 +45,18 @@ struct StepPlan {
   std::vector<SeqStep> seqs;
 };
 
+// Only what crosses to the host: sampled ids (+ requested logprobs), target logprobs, and logits
+// rows when a sequence asked for them.
 struct StepOutput {
   int64_t vocab_size = 0;
-  std::vector<float> logits;         // row-major [rows, vocab_size]
-  std::vector<int64_t> row_offset;   // per seq: index of its first logits row; rows follow in order
+  std::vector<float> logits;         // return_logits rows, row-major [rows, vocab_size]
+  std::vector<int64_t> row_offset;   // per seq: index of its first row in `logits`; rows follow in order
+  std::vector<backend::SampleResult> sampled;  // per seq; token -1 when it did not sample
+  std::vector<std::vector<backend::PositionLogprobs>> target_logprobs;  // per seq: one per new token
 };
 
-// Implemented by each runtime (CPU now; CUDA/HIP later). forward() is called from one thread.
+// Implemented by the Qwen3.5 graph over any backend (and a scripted model in tests). forward() is
+// called from one thread.
 class Model {
  public:
   virtual ~Model() = default;
@@ -50,5 +64,14 @@ class Model {
   virtual int64_t vocab_size() const = 0;
   virtual Result<StepOutput> forward(const StepPlan& plan) = 0;
 };
+
+}  // namespace ds::model
+
+namespace ds::model {
+
+// For a model that computes its logits on the host (the scripted test model): given out.logits laid
+// out as every sequence's rows (all new tokens when all_logits, else the last) and row_offset,
+// fills out.sampled and out.target_logprobs with the reference sampler, as a backend would.
+void finish_step_on_host(const StepPlan& plan, StepOutput* out);
 
 }  // namespace ds::model

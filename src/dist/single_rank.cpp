@@ -1,0 +1,7 @@
+#include "deltaserve/dist/communicator.h"
+
+namespace ds::dist {
+
+std::shared_ptr<Communicator> single_rank() { return std::make_shared<SingleRankCommunicator>(); }
+
+}  // namespace ds::dist
