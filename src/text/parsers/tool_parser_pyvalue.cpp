@@ -94,7 +94,7 @@ void dict_set(PyVal& d, std::string key, PyVal val) {
       v = std::move(val);
       return;
     }
-  d.kv.emplace_back(std::move(key), std::move(val));
+  d.kv.push_back({std::move(key), std::move(val)});
 }
 
 std::string canonical_int(bool neg, std::string digits) {
@@ -661,7 +661,7 @@ class PyLiteralReader {
         v.kv[static_cast<size_t>(hit - idents.begin())].second = std::move(item);
       } else {
         idents.push_back(ident);
-        v.kv.emplace_back(std::move(k), std::move(item));
+        v.kv.push_back({std::move(k), std::move(item)});
       }
       ws();
       if (i_ < s_.size() && s_[i_] == ',') {

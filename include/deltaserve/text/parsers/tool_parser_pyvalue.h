@@ -10,13 +10,22 @@
 
 namespace ds::text::py {
 
+struct PyKeyVal;
+
 struct PyVal {
   enum Kind { kNull, kBool, kInt, kFloat, kStr, kList, kDict } kind = kNull;
   bool b = false;
   std::string text;  // kInt: canonical digits; kStr: the string
   double f = 0;
   std::vector<PyVal> items;
-  std::vector<std::pair<std::string, PyVal>> kv;
+  // Not std::pair<std::string, PyVal>: a pair needs PyVal complete here, which clang with
+  // libstdc++ 12 enforces.
+  std::vector<PyKeyVal> kv;
+};
+
+struct PyKeyVal {
+  std::string first;
+  PyVal second;
 };
 
 bool json_loads(std::string_view text, PyVal& out);    // Python json.loads (strict)
