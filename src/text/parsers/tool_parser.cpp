@@ -1,10 +1,19 @@
 // The Qwen3 XML tool-call state machine. It scans the content stream once; the only text it keeps
 // is the undecided tail (a possible tag prefix plus bounded look-ahead), so memory and time are
-// linear in the output. Which tags are structural inside a parameter value follows vLLM's
-// qwen3_coder rules (`_find_true_param_end`): a `</parameter>` closes the value only when the next
-// thing is a schema parameter, `</function>`, `</tool_call>` or the end; a line-initial
-// `<parameter=NAME>` nests (so its `</parameter>` is literal) unless NAME is an unseen schema
-// parameter, in which case the value was missing its close tag.
+// linear in the output. Which tags are structural inside a parameter value:
+// - a `</parameter>` closes the value when the next thing is `</function>`, `</tool_call>`, the
+//   end, or a `<parameter=NAME>` where NAME is a schema parameter or an undeclared one that closes
+//   cleanly (its own `</parameter>`, or `</function>` / `</tool_call>`, is followed by a structural
+//   tag or the end). vLLM keeps undeclared parameters as strings; the clean-close test keeps a
+//   `content` value that merely shows `</parameter>\n<parameter=new_string>...` whole, as vLLM's
+//   schema-aware `_find_true_param_end` does;
+// - a line-initial `<parameter=NAME>` with a NAME not seen yet in this call means the value was
+//   missing its close tag and the next parameter starts (vLLM's qwen3_coder regex and qwen3_xml
+//   read it so), under the same test for undeclared names. It nests instead (its `</parameter>` is
+//   literal too) when NAME was seen already (`content` showing `<parameter=path>`), when an
+//   undeclared NAME does not close cleanly, and for undeclared names inside a value that has
+//   written a literal `<tool_call>` / `<function=` (code showing the format);
+// - output cut off inside the tag after a `</parameter>` ends the value there.
 #include "deltaserve/text/parsers/tool_parser.h"
 
 #include <algorithm>
@@ -78,6 +87,7 @@ void ToolCallParser::finish(std::vector<ToolEvent>& out) {
 
 void ToolCallParser::consume(size_t n) {
   pos_ += n;
+  lookahead_scanned_ = 0;
 }
 
 ToolCallParser::Tri ToolCallParser::match(size_t pos, std::string_view lit) const {
@@ -118,24 +128,75 @@ bool ToolCallParser::name_is_schema_param(const std::string& name) const {
 }
 
 // After a depth-0 `</parameter>` inside a value: is it the real end of the value?
-ToolCallParser::Tri ToolCallParser::param_close_is_real(size_t after) const {
+ToolCallParser::Tri ToolCallParser::param_close_is_real(size_t after) {
   size_t p = after;
   const Tri w = skip_ws(p);
   if (w != Tri::kYes) return w == Tri::kMore ? Tri::kMore : Tri::kYes;  // end of output: real
   if (p < buf_.size() && is_ws(buf_[p])) return Tri::kNo;               // whitespace cap
+  if (eof_ && output_ends_in_a_tag(p)) return Tri::kYes;  // cut off while writing the next tag
   const Tri mp = match(p, kParamOpen);
   if (mp == Tri::kYes) {
     std::string name;
     size_t end = 0;
     const Tri r = read_name(p + kParamOpen.size(), &name, &end);
-    if (r != Tri::kYes) return r;
-    return name_is_schema_param(name) ? Tri::kYes : Tri::kNo;
+    if (r != Tri::kYes || name_is_schema_param(name)) return r;
+    if (value_has_call_tag_) return Tri::kNo;
+    return undeclared_param_closes_cleanly(end);
   }
   const Tri mf = match(p, kFunctionClose);
   const Tri mc = match(p, kToolCallClose);
   if (mf == Tri::kYes || mc == Tri::kYes) return Tri::kYes;
   if (mp == Tri::kMore || mf == Tri::kMore || mc == Tri::kMore) return Tri::kMore;
   return Tri::kNo;
+}
+
+// `value_start` is just past `<parameter=NAME>` of an undeclared NAME. kYes when that value ends
+// with a close tag that is followed by a structural tag or the end of output (or runs to the end,
+// or past max_lookahead_bytes). The scan resumes where the last call stopped, so a long value
+// streamed in many pieces costs linear time.
+ToolCallParser::Tri ToolCallParser::undeclared_param_closes_cleanly(size_t value_start) {
+  size_t from = std::max(value_start, pos_ + lookahead_scanned_);
+  while (true) {
+    size_t close = std::string::npos;
+    std::string_view tag;
+    for (std::string_view t : {kParamClose, kFunctionClose, kToolCallClose}) {
+      const size_t at = buf_.find(t, from);
+      if (at < close) close = at, tag = t;
+    }
+    if (close == std::string::npos) {
+      if (eof_ || buf_.size() - pos_ > limits_.max_lookahead_bytes) return Tri::kYes;
+      const size_t keep = kToolCallClose.size() - 1;  // a close tag may be arriving in pieces
+      lookahead_scanned_ = std::max(from, buf_.size() > keep ? buf_.size() - keep : 0) - pos_;
+      return Tri::kMore;
+    }
+    if (tag != kParamClose) return Tri::kYes;  // the parameter only lacked `</parameter>`
+    size_t p = close + tag.size();
+    const Tri w = skip_ws(p);
+    if (w == Tri::kNo) return Tri::kYes;
+    if (w == Tri::kMore) {
+      lookahead_scanned_ = close - pos_;
+      return Tri::kMore;
+    }
+    for (std::string_view t : {kParamOpen, kFunctionClose, kToolCallClose}) {
+      const Tri m = match(p, t);
+      if (m == Tri::kYes) return Tri::kYes;
+      if (m == Tri::kMore) {
+        lookahead_scanned_ = close - pos_;
+        return Tri::kMore;
+      }
+    }
+    return Tri::kNo;
+  }
+}
+
+// The rest of the output is an unfinished `</function>`, `</tool_call>` or `<parameter=NAME`.
+bool ToolCallParser::output_ends_in_a_tag(size_t p) const {
+  const std::string_view rest = std::string_view(buf_).substr(p);
+  for (std::string_view tag : {kFunctionClose, kToolCallClose, kParamOpen})
+    if (rest.size() < tag.size() && tag.substr(0, rest.size()) == rest) return true;
+  if (rest.substr(0, kParamOpen.size()) != kParamOpen) return false;
+  const std::string_view name = rest.substr(kParamOpen.size());
+  return name.size() <= limits_.max_name_bytes && name.find_first_of(">\n<") == std::string_view::npos;
 }
 
 // After a depth-0 `</function>` inside a value (the `</parameter>` is missing): real only when
@@ -209,6 +270,7 @@ void ToolCallParser::open_param(const std::string& name, std::vector<ToolEvent>&
   param_name_ = name;
   spec_ = param_spec(props_, name);
   value_fresh_ = true;
+  value_has_call_tag_ = false;
   after_nl_ = true;
   held_nl_ = false;
   depth_ = 0;
@@ -481,7 +543,13 @@ bool ToolCallParser::step_value(std::vector<ToolEvent>& out) {
       const Tri r = read_name(pos_ + kParamOpen.size(), &name, &end);
       if (r == Tri::kMore) return false;
       const bool unseen = std::find(seen_params_.begin(), seen_params_.end(), name) == seen_params_.end();
-      if (r == Tri::kYes && depth_ == 0 && unseen && name_is_schema_param(name)) {
+      Tri next_param = Tri::kNo;
+      if (r == Tri::kYes && depth_ == 0 && unseen) {
+        if (name_is_schema_param(name)) next_param = Tri::kYes;
+        else if (!value_has_call_tag_) next_param = undeclared_param_closes_cleanly(end);
+      }
+      if (next_param == Tri::kMore) return false;
+      if (next_param == Tri::kYes) {
         held_nl_ = false;  // the value lacked `</parameter>`: this tag starts the next parameter
         value_close(out);
         consume(end - pos_);
@@ -494,7 +562,13 @@ bool ToolCallParser::step_value(std::vector<ToolEvent>& out) {
     }
   }
   const Tri mp = match(pos_, kParamClose), mf = match(pos_, kFunctionClose), mc = match(pos_, kToolCallClose);
-  if (mp == Tri::kMore || mf == Tri::kMore || mc == Tri::kMore) return false;
+  const Tri mfo = match(pos_, kFunctionOpen), mto = match(pos_, kToolCallOpen);
+  if (mp == Tri::kMore || mf == Tri::kMore || mc == Tri::kMore || mfo == Tri::kMore || mto == Tri::kMore)
+    return false;
+  if (mfo == Tri::kYes || mto == Tri::kYes) {  // the value shows tool-call XML as text
+    value_has_call_tag_ = true;
+    return literal(mfo == Tri::kYes ? kFunctionOpen.size() : kToolCallOpen.size());
+  }
   if (mp == Tri::kYes) {
     if (depth_ > 0) {
       --depth_;

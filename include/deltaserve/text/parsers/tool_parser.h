@@ -58,6 +58,9 @@ struct ToolParserLimits {
   size_t max_value_bytes = 8u << 20;  // one parameter value; beyond it the call is cut (error)
   size_t max_name_bytes = 256;        // function / parameter names
   size_t max_lookahead_ws = 1024;     // whitespace scanned to decide whether a tag is structural
+  // Text held to decide whether a `<parameter=NAME>` the schema does not declare is a parameter
+  // (it closes cleanly) or text inside the current value; past it, a parameter.
+  size_t max_lookahead_bytes = 64u << 10;
 };
 
 // What the parser produces, in order. `text` is content for kContent and an arguments fragment for
@@ -104,9 +107,11 @@ class ToolCallParser {
   Tri match(size_t pos, std::string_view lit) const;
   Tri skip_ws(size_t& pos) const;
   Tri read_name(size_t pos, std::string* name, size_t* end) const;
-  Tri param_close_is_real(size_t after) const;
+  Tri param_close_is_real(size_t after);
   Tri function_close_is_real(size_t after) const;
   Tri call_close_is_real(size_t after) const;
+  bool output_ends_in_a_tag(size_t p) const;
+  Tri undeclared_param_closes_cleanly(size_t value_start);
 
   void emit_content(std::string_view s, std::vector<ToolEvent>& out);
   void start_call(const std::string& name, std::vector<ToolEvent>& out);
@@ -145,6 +150,8 @@ class ToolCallParser {
   std::string param_name_;
   ParamSpec spec_;
   bool value_fresh_ = true;
+  bool value_has_call_tag_ = false;  // the value wrote a literal `<tool_call>` / `<function=`
+  size_t lookahead_scanned_ = 0;     // undeclared_param_closes_cleanly progress, relative to pos_
   bool after_nl_ = true;
   bool held_nl_ = false;
   int depth_ = 0;
