@@ -22,8 +22,11 @@ class Reader {
       *out = v->get<int64_t>();
       return {};
     }
-    if (v->is_number_float() && v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>()))) {
-      *out = static_cast<int64_t>(v->get<double>());
+    // A whole float (`4096.0`) is an integer; the range check comes first because converting an
+    // out-of-range double to int64_t is undefined (fuzz_model_config found `5.3e80`).
+    const double d = v->is_number_float() ? v->get<double>() : 0.5;
+    if (d >= -9.2e18 && d <= 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d))) {
+      *out = static_cast<int64_t>(d);
       return {};
     }
     return bad(key, "an integer");
