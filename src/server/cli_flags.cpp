@@ -312,7 +312,6 @@ std::vector<FlagSpec> build() {
     a.server.http_threads = static_cast<int>(n);
     return Status::ok();
   }));
-  t.push_back(honour("test-scripted-output", K::kString, [](ServeArgs& a, const FlagValue& v) { a.test_scripted_output = v.text; return Status::ok(); }));
   return t;
 }
 

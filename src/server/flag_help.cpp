@@ -135,7 +135,6 @@ const std::map<std::string, FlagHelp>& help_table() {
       // --- deltaserve-only ---
       {"max-request-body-bytes", {"BYTES", "Largest request body accepted (413 above it); accepts 100M.", "100 MiB"}},
       {"http-threads", {"N", "HTTP worker threads; 0: derived from --max-num-seqs.", "0"}},
-      {"test-scripted-output", {"FILE", "Tests only: serve a scripted model (needs DS_ENABLE_TEST_SCRIPTED_OUTPUT=1).", "None"}},
   };
   return table;
 }

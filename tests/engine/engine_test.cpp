@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "deltaserve/engine/engine.h"
-#include "deltaserve/engine/scripted_model.h"
+#include "tests/support/scripted_model.h"
 
 using namespace ds::engine;
 using namespace std::chrono_literals;

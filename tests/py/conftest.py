@@ -11,6 +11,9 @@ import pytest
 
 BUILD_DIR = os.environ.get("DS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 BINARY = os.path.join(BUILD_DIR, "deltaserve")
+# `deltaserve serve` with the test-only scripted model (tests/support/test_server_main.cpp): the same
+# serve code, plus --test-scripted-output FILE (needs DS_ENABLE_TEST_SCRIPTED_OUTPUT=1).
+TEST_SERVER = os.path.join(BUILD_DIR, "deltaserve_test_server")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Test data vendored in the repository (tests/data/PROVENANCE.md); DS_SHARED_DATA=DIR overrides.
 DATA = os.environ.get("DS_SHARED_DATA", os.path.join(REPO, "tests", "data"))
@@ -37,16 +40,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A running `deltaserve serve ...` on 127.0.0.1:<port>; stop() always reaps it."""
+    """A running `deltaserve serve ...` (or `deltaserve_test_server serve ...` with
+    binary=TEST_SERVER) on 127.0.0.1:<port>; stop() always reaps it."""
 
-    def __init__(self, args, env=None, port=None, log_path=None):
+    def __init__(self, args, env=None, port=None, log_path=None, binary=BINARY):
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.log_path = log_path
         self.log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-        cmd = [BINARY, "serve"] + list(args) + ["--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [binary, "serve"] + list(args) + ["--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout=20.0):
@@ -86,13 +90,14 @@ class ServerProcess:
 
 @pytest.fixture
 def server_factory(tmp_path):
-    """Returns start(args, env=None) -> ServerProcess (ready); every server is stopped at teardown."""
+    """Returns start(args, env=None, binary=BINARY) -> ServerProcess (ready); every server is
+    stopped at teardown."""
     started = []
 
-    def start(args, env=None, ready=True):
-        if not os.path.exists(BINARY):
-            pytest.skip(f"binary not built: {BINARY}")
-        s = ServerProcess(args, env=env, log_path=str(tmp_path / f"server{len(started)}.log"))
+    def start(args, env=None, ready=True, binary=BINARY):
+        if not os.path.exists(binary):
+            pytest.skip(f"binary not built: {binary}")
+        s = ServerProcess(args, env=env, log_path=str(tmp_path / f"server{len(started)}.log"), binary=binary)
         started.append(s)
         return s.wait_ready() if ready else s
 

@@ -1,4 +1,5 @@
-"""Start-up, auth and shutdown behaviour of `deltaserve serve` (separate servers per test)."""
+"""Start-up, auth and shutdown behaviour of the serve code (separate servers per test), driven by the
+test-only scripted model (deltaserve_test_server)."""
 import json
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import urllib.request
 
 import openai
 
-from conftest import BINARY, free_port
+from conftest import TEST_SERVER, free_port
 
 SCRIPT = {"outputs": [{"text": "tick " * 2000}], "step_delay_ms": 2}
 ENV = {"DS_ENABLE_TEST_SCRIPTED_OUTPUT": "1"}
@@ -23,7 +24,7 @@ def write_script(tmp_path):
 
 def test_auth_only_on_v1(server_factory, tmp_path):
     s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path), "--api-key", "sekret"],
-                       env=ENV)
+                       env=ENV, binary=TEST_SERVER)
     req = urllib.request.Request(s.base_url + "/v1/models")
     try:
         urllib.request.urlopen(req, timeout=5)
@@ -47,7 +48,7 @@ def test_auth_only_on_v1(server_factory, tmp_path):
 def test_api_key_from_env_and_root_path(server_factory, tmp_path):
     env = dict(ENV, VLLM_API_KEY="envkey")
     s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path), "--root-path", "/proxy"],
-                       env=env)
+                       env=env, binary=TEST_SERVER)
     c = openai.OpenAI(base_url=s.base_url + "/proxy/v1", api_key="envkey", max_retries=0)
     assert len(c.models.list().data) == 1
     c2 = openai.OpenAI(base_url=s.base_url + "/v1", api_key="bad", max_retries=0)
@@ -62,7 +63,7 @@ def run_cli(args, env=None, timeout=20):
     import os
     full = dict(os.environ)
     full.update(env or {})
-    return subprocess.run([BINARY, "serve", *args], env=full, capture_output=True, timeout=timeout, text=True)
+    return subprocess.run([TEST_SERVER, "serve", *args], env=full, capture_output=True, timeout=timeout, text=True)
 
 
 def test_cli_refusals(tmp_path):
@@ -83,7 +84,8 @@ def test_config_yaml_and_flag_spellings(server_factory, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("max_model_len: 1k\nserved-model-name: [from-yaml]\nenable_prefix_caching: false\n")
     s = server_factory(["--model", str(tmp_path), "--config", str(cfg), "--test-scripted-output",
-                        write_script(tmp_path), "--no-enable-log-requests", "--max_num_seqs=8"], env=ENV)
+                        write_script(tmp_path), "--no-enable-log-requests", "--max_num_seqs=8"], env=ENV,
+                       binary=TEST_SERVER)
     with urllib.request.urlopen(s.base_url + "/v1/models", timeout=5) as r:
         m = json.loads(r.read())["data"][0]
     assert m["id"] == "from-yaml" and m["max_model_len"] == 1000
@@ -92,7 +94,8 @@ def test_config_yaml_and_flag_spellings(server_factory, tmp_path):
 
 
 def test_sigterm_during_streams_exits_cleanly(server_factory, tmp_path):
-    s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path)], env=ENV)
+    s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path)], env=ENV,
+                       binary=TEST_SERVER)
     results = [None] * 4
 
     def stream(i):
@@ -122,3 +125,4 @@ def test_sigterm_during_streams_exits_cleanly(server_factory, tmp_path):
         raise AssertionError("server still answering")
     except (urllib.error.URLError, ConnectionError):
         pass
+

@@ -1,5 +1,6 @@
 """End-to-end tests of `deltaserve serve` through the official `openai` client and raw HTTP, driven
-by the test-only scripted model (--test-scripted-output + DS_ENABLE_TEST_SCRIPTED_OUTPUT=1), so the
+by the test-only scripted model (deltaserve_test_server --test-scripted-output FILE, with
+DS_ENABLE_TEST_SCRIPTED_OUTPUT=1), so the
 model output is known exactly under greedy decoding."""
 import concurrent.futures
 import json
@@ -11,7 +12,7 @@ import urllib.request
 import openai
 import pytest
 
-from conftest import ServerProcess
+from conftest import TEST_SERVER, ServerProcess
 
 LONG = "tick " * 300
 SCRIPT = {
@@ -50,7 +51,7 @@ def server(tmp_path_factory):
     s = ServerProcess([model_dir, *SEED_FLAGS, "--served-model-name", "qwen-test", "alias-b",
                        "--test-scripted-output", script, "--kv-cache-memory-bytes", "64M",
                        "--max-request-body-bytes", "65536", "--unknown-future-flag", "7"],
-                      env=ENV, log_path=str(tmp / "server.log"))
+                      env=ENV, log_path=str(tmp / "server.log"), binary=TEST_SERVER)
     try:
         s.wait_ready()
         yield s

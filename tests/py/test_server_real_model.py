@@ -5,7 +5,9 @@ tools/setup.sh writes to build/tokenizers/qwen35 (or DS_QWEN35_TOKENIZER)."""
 import concurrent.futures
 import json
 import os
+import signal
 import subprocess
+import threading
 import urllib.request
 
 import pytest
@@ -77,3 +79,53 @@ def test_chat_through_template(server):
     # the Qwen3.5 template leaves the model inside <think>: a cut-off thought is all reasoning
     assert out["choices"][0]["message"]["content"] is None
     assert out["choices"][0]["message"]["reasoning"]
+
+
+def test_sigterm_with_open_streams_ends_every_stream(tmp_path):
+    """SIGTERM while 8 streams decode on the real model (whose loading starts the CPU thread pool):
+    exit 0, every stream ends with its finish chunk and [DONE]. Threads created before the signals
+    were blocked used to take SIGTERM with its default action (exit 143, streams cut mid-chunk)."""
+    if not (os.path.exists(BINARY) and os.path.exists(os.path.join(TOKENIZER, "tokenizer.json"))):
+        pytest.fail(f"needs {BINARY} and a Qwen3.5 tokenizer.json at {TOKENIZER} (run tools/setup.sh)")
+    s = ServerProcess([MODEL, "--tokenizer", TOKENIZER, "--max-model-len", "4096", "--kv-cache-memory-bytes", "512M",
+                       "--reasoning-parser", "qwen3"], log_path=str(tmp_path / "server.log"))
+    try:
+        s.wait_ready(timeout=90)
+        texts = [""] * 8
+        started = [threading.Event() for _ in texts]
+
+        def stream(i):
+            if i % 2:
+                path, body = "/v1/chat/completions", {"messages": [{"role": "user", "content": f"Story {i}"}]}
+            else:
+                path, body = "/v1/completions", {"prompt": [1 + i, 2, 3, 4]}
+            body.update({"max_tokens": 4000, "ignore_eos": True, "temperature": 0, "stream": True})
+            req = urllib.request.Request(s.base_url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    for line in r:
+                        texts[i] += line.decode()
+                        if texts[i].count("data: ") >= 2:
+                            started[i].set()
+            finally:
+                started[i].set()
+
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(texts))]
+        for t in threads:
+            t.start()
+        for e in started:
+            assert e.wait(60)
+        rc = s.stop(signal.SIGTERM, timeout=20)
+        for t in threads:
+            t.join(timeout=20)
+    finally:
+        s.stop()
+    assert rc == 0, s.read_log()
+    assert "Received SIGTERM" in s.read_log()
+    for i, text in enumerate(texts):
+        events = [e for e in text.split("\n\n") if e.strip()]
+        assert events and events[-1] == "data: [DONE]", f"stream {i} cut short: ...{text[-200:]!r}"
+        finishes = [json.loads(e[len("data: "):])["choices"][0]["finish_reason"]
+                    for e in events[:-1] if json.loads(e[len("data: "):])["choices"]]
+        assert finishes[-1] == "abort" and all(f is None for f in finishes[:-1]), (i, finishes[-3:])

@@ -1,14 +1,15 @@
-"""Reasoning and tool calls end to end (issue 6): the real `deltaserve serve` with the official Qwen3.5
-chat template and the test-only scripted model, read through the official `openai` client. Streamed
-tool calls reassembled by the client must equal the non-streamed ones; reasoning and content land in
-their fields with thinking on and off; no chunk ever carries tool XML in `content`."""
+"""Reasoning and tool calls end to end (issue 6): the serve code with the official Qwen3.5 chat
+template and the test-only scripted model (deltaserve_test_server), read through the official
+`openai` client. Streamed tool calls reassembled by the client must equal the non-streamed ones;
+reasoning and content land in their fields with thinking on and off; no chunk ever carries tool XML
+in `content`."""
 import json
 import os
 
 import openai
 import pytest
 
-from conftest import DATA, ServerProcess
+from conftest import DATA, TEST_SERVER, ServerProcess
 
 TEMPLATE = os.path.join(DATA, "qwen35-templates", "qwen3.5_official_chat_template.jinja")
 
@@ -48,7 +49,8 @@ def client(tmp_path_factory):
                        "--enable-auto-tool-choice", "--tool-call-parser", "qwen3_coder",
                        "--test-scripted-output", str(script), "--kv-cache-memory-bytes", "64M",
                        "--max-model-len", "4096"],
-                      env={"DS_ENABLE_TEST_SCRIPTED_OUTPUT": "1"}, log_path=str(tmp / "server.log"))
+                      env={"DS_ENABLE_TEST_SCRIPTED_OUTPUT": "1"}, log_path=str(tmp / "server.log"),
+                      binary=TEST_SERVER)
     try:
         s.wait_ready()
         yield openai.OpenAI(base_url=s.base_url + "/v1", api_key="unused", max_retries=0, timeout=30)

@@ -1,6 +1,7 @@
 """`deltaserve serve --uds PATH`: the server answers over a Unix domain socket (relayed to an internal
 loopback port), removes a stale socket file, refuses a path that is not a socket, and unlinks the
-socket on SIGTERM. Driven by the test-only scripted model like test_server_openai.py."""
+socket on SIGTERM. Driven by the test-only scripted model (deltaserve_test_server) like
+test_server_openai.py."""
 import http.client
 import json
 import os
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, ServerProcess
+from conftest import TEST_SERVER, ServerProcess
 
 SCRIPT = {
     "outputs": [{"text": "Hi.\n</think>\n\nHello there, world!"}],
@@ -71,8 +72,8 @@ def wait_ready_uds(s, path, timeout=15.0):
 
 
 def test_uds_serves_chat_and_cleans_up_on_sigterm(tmp_path):
-    if not os.path.exists(BINARY):
-        pytest.skip(f"binary not built: {BINARY}")
+    if not os.path.exists(TEST_SERVER):
+        pytest.skip(f"binary not built: {TEST_SERVER}")
     model_dir, script = make_model_dir(tmp_path)
     sock_path = str(tmp_path / "ds.sock")
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a leftover socket file from a dead server
@@ -81,7 +82,7 @@ def test_uds_serves_chat_and_cleans_up_on_sigterm(tmp_path):
     assert os.path.exists(sock_path)
     # ServerProcess appends --host/--port; with --uds they are replaced by an internal loopback port.
     s = ServerProcess([model_dir, *FLAGS, "--test-scripted-output", script, "--uds", sock_path],
-                      env=ENV, log_path=str(tmp_path / "server.log"))
+                      env=ENV, log_path=str(tmp_path / "server.log"), binary=TEST_SERVER)
     try:
         wait_ready_uds(s, sock_path)
         with pytest.raises(OSError):  # nothing listens on the TCP port the helper passed
@@ -117,12 +118,12 @@ def test_uds_serves_chat_and_cleans_up_on_sigterm(tmp_path):
 
 
 def test_uds_refuses_a_path_that_is_not_a_socket(tmp_path):
-    if not os.path.exists(BINARY):
-        pytest.skip(f"binary not built: {BINARY}")
+    if not os.path.exists(TEST_SERVER):
+        pytest.skip(f"binary not built: {TEST_SERVER}")
     model_dir, script = make_model_dir(tmp_path)
     regular = tmp_path / "not-a-socket"
     regular.write_text("keep me")
-    r = subprocess.run([BINARY, "serve", model_dir, *FLAGS, "--test-scripted-output", script, "--uds",
+    r = subprocess.run([TEST_SERVER, "serve", model_dir, *FLAGS, "--test-scripted-output", script, "--uds",
                         str(regular)], env={**os.environ, **ENV}, capture_output=True, text=True, timeout=20)
     assert r.returncode != 0 and "not a socket" in r.stdout + r.stderr
     assert regular.read_text() == "keep me"

@@ -41,7 +41,6 @@ struct ServeArgs {
   bool language_model_only = false;
   bool enable_log_outputs = false;
   std::string uvicorn_log_level;
-  std::string test_scripted_output;  // TEST ONLY (needs DS_ENABLE_TEST_SCRIPTED_OUTPUT=1)
   bool help = false;
 
   std::vector<std::string> warnings;  // unknown / ignored flags, to log at start-up

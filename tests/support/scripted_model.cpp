@@ -1,4 +1,4 @@
-#include "deltaserve/engine/scripted_model.h"
+#include "tests/support/scripted_model.h"
 
 #include <chrono>
 #include <fstream>

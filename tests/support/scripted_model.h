@@ -1,6 +1,7 @@
-// TEST ONLY. A ds::model::Model whose output is scripted, so tests drive the whole HTTP path with
-// known model output and no real runtime. Enabled in `serve` only by --test-scripted-output FILE
-// together with DS_ENABLE_TEST_SCRIPTED_OUTPUT=1; refused otherwise.
+// TEST ONLY (tests/support, built with the tests, never part of `deltaserve`). A ds::model::Model
+// whose output is scripted, so tests drive the engine and the whole HTTP path with known model output
+// and no real runtime: the engine tests use it directly, the Python server tests through
+// `deltaserve_test_server serve ... --test-scripted-output FILE` (test_server_main.cpp).
 //
 // Script file (JSON):
 //   {"outputs": [{"match": "weather", "text": "It is sunny."}, {"text": "default answer"}],
