@@ -26,7 +26,7 @@ struct App {
   const engine::TextCodec* codec = nullptr;
   std::shared_ptr<const text::ChatTemplate> chat_template;  // null: built-in ChatML fallback
   text::ControlTokenIds control_ids;
-  std::atomic<int> server_load{0};
+  std::atomic<int> server_load{0};  // generation requests in flight: one per live Submission
   std::atomic<bool> shutting_down{false};
 
   std::mutex http_mu;

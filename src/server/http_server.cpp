@@ -7,6 +7,7 @@
 #include "app.h"
 #include "deltaserve/core/log.h"
 #include "deltaserve/core/version.h"
+#include "http_connection.h"
 
 namespace ds::server {
 
@@ -35,7 +36,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
 }  // namespace
 
 HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::TextCodec* codec)
-    : app_(std::make_unique<App>()), svr_(std::make_unique<httplib::Server>()) {
+    : app_(std::make_unique<App>()), svr_(std::make_unique<KeepAliveServer>()) {
   app_->cfg = std::move(cfg);
   app_->engine = engine;
   app_->codec = codec;
@@ -95,6 +96,9 @@ HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::T
 
   svr_->set_post_routing_handler([app](const httplib::Request& req, httplib::Response& res) {
     const ServerConfig& c = app->cfg;
+    // httplib announces its own cap ("timeout=5, max=5"); KeepAliveServer has no cap and, like
+    // uvicorn, announces nothing.
+    res.headers.erase("Keep-Alive");
     const std::string origin = req.get_header_value("Origin");
     if (!origin.empty()) {
       const bool any = contains(c.allowed_origins, "*");

@@ -6,8 +6,9 @@
 #include "chat_render.h"
 #include "deltaserve/core/log.h"
 #include "deltaserve/text/parsers/tool_choice.h"
-#include "generate.h"
+#include "http_connection.h"
 #include "sse.h"
+#include "submission.h"
 
 namespace ds::server {
 
@@ -55,7 +56,6 @@ class ChatStream : public SseProducer {
     for (size_t i = 0; i < sub_->choices.size(); ++i) outputs_.emplace_back(ctx_.out_opts);
     pending_lps_.resize(sub_->choices.size());
   }
-  ~ChatStream() override { app_->server_load--; }
 
   bool poll(std::string* out, std::chrono::milliseconds wait) override {
     if (complete_) return true;
@@ -188,16 +188,11 @@ void handle_chat(App& app, const httplib::Request& req, httplib::Response& res) 
   ctx.out_opts.ids = app.control_ids;
   ctx.out_opts.by_token_ids = g.params.stop.empty();
 
-  app.server_load++;
   if (g.stream) {
     stream_sse(res, std::make_shared<ChatStream>(&app, std::move(g), std::move(sub), std::move(ctx)));
     return;
   }
-  struct LoadGuard {
-    App& a;
-    ~LoadGuard() { a.server_load--; }
-  } guard{app};
-  sub->wait_all();
+  if (!sub->wait_all(client_disconnected)) return;  // aborted: nobody is left to read an answer
   json choices = json::array();
   for (auto& c : sub->choices) {
     if (!c.error.is_ok()) {

@@ -3,8 +3,9 @@
 #include <memory>
 
 #include "deltaserve/core/log.h"
-#include "generate.h"
+#include "http_connection.h"
 #include "sse.h"
+#include "submission.h"
 
 namespace ds::server {
 
@@ -23,7 +24,6 @@ class CompletionStream : public SseProducer {
   CompletionStream(App* app, GenRequest g, std::unique_ptr<Submission> sub, CmplCtx ctx)
       : app_(app), g_(std::move(g)), sub_(std::move(sub)), ctx_(std::move(ctx)),
         offsets_(sub_->choices.size(), 0) {}
-  ~CompletionStream() override { app_->server_load--; }
 
   bool poll(std::string* out, std::chrono::milliseconds wait) override {
     if (complete_) return true;
@@ -113,16 +113,11 @@ void handle_completions(App& app, const httplib::Request& req, httplib::Response
     DS_INFO << "Received completion request: prompts=" << sub->choices.size();
   }
   CmplCtx ctx{make_request_id(req, g, "cmpl-"), g.model_name, unix_time()};
-  app.server_load++;
   if (g.stream) {
     stream_sse(res, std::make_shared<CompletionStream>(&app, std::move(g), std::move(sub), std::move(ctx)));
     return;
   }
-  struct LoadGuard {
-    App& a;
-    ~LoadGuard() { a.server_load--; }
-  } guard{app};
-  sub->wait_all();
+  if (!sub->wait_all(client_disconnected)) return;  // aborted: nobody is left to read an answer
   json choices = json::array();
   for (auto& c : sub->choices) {
     if (!c.error.is_ok()) {

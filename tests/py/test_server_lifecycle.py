@@ -1,7 +1,9 @@
 """Start-up, auth and shutdown behaviour of the serve code (separate servers per test), driven by the
 test-only scripted model (deltaserve_test_server)."""
+import http.client
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -126,3 +128,64 @@ def test_sigterm_during_streams_exits_cleanly(server_factory, tmp_path):
     except (urllib.error.URLError, ConnectionError):
         pass
 
+
+def metric(s, name):
+    with urllib.request.urlopen(s.base_url + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def wait_metric(s, name, value, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if metric(s, name) == value:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_non_streaming_disconnect_aborts_within_a_step(server_factory, tmp_path):
+    """vLLM aborts a non-streaming request whose client left; so do we, freeing its cache."""
+    s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path)], env=ENV,
+                       binary=TEST_SERVER)
+    for path, body in (("/v1/completions", {"prompt": "go"}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "go"}]})):
+        data = json.dumps({**body, "max_tokens": 3000, "temperature": 0}).encode()  # ~6 s of steps
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        assert wait_metric(s, "vllm:num_requests_running", 1.0, 5), path
+        sock.close()
+        t0 = time.time()
+        assert wait_metric(s, "vllm:num_requests_running", 0.0, 1.0), f"{path}: still running after the client left"
+        assert time.time() - t0 < 1.0
+        assert metric(s, "vllm:kv_cache_usage_perc") == 0.0
+        with urllib.request.urlopen(s.base_url + "/load", timeout=5) as r:
+            assert json.loads(r.read())["server_load"] == 0
+
+
+def test_keep_alive_has_no_request_cap_but_an_idle_timeout(server_factory, tmp_path):
+    """One connection carries any number of requests (uvicorn has no cap; httplib's default was 5)
+    and is closed by the server after the keep-alive idle timeout."""
+    s = server_factory([str(tmp_path), "--test-scripted-output", write_script(tmp_path)],
+                       env=dict(ENV, VLLM_HTTP_TIMEOUT_KEEP_ALIVE="1"), binary=TEST_SERVER)
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    conn.connect()
+    local = conn.sock.getsockname()
+    body = json.dumps({"prompt": "go", "max_tokens": 2, "temperature": 0})
+    for i in range(20):
+        if i % 2:
+            conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+        else:
+            conn.request("GET", "/v1/models")
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200
+        assert (r.getheader("Connection") or "").lower() != "close", f"server closed after {i + 1} requests"
+        assert conn.sock is not None and conn.sock.getsockname() == local, f"reconnected after {i + 1} requests"
+    time.sleep(1.6)  # idle past VLLM_HTTP_TIMEOUT_KEEP_ALIVE=1: the server has closed its end
+    conn.sock.settimeout(2)
+    assert conn.sock.recv(1) == b""
+    conn.close()

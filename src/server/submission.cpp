@@ -1,4 +1,4 @@
-#include "generate.h"
+#include "submission.h"
 
 #include <cmath>
 #include <thread>
@@ -24,7 +24,12 @@ void ChoiceState::absorb(engine::RequestEvent& ev) {
   }
 }
 
-Submission::~Submission() { abort_all(); }
+Submission::Submission(App* app) : app_(app) { app_->server_load++; }
+
+Submission::~Submission() {
+  abort_all();
+  app_->server_load--;
+}
 
 void Submission::abort_all() {
   for (auto& c : choices)
@@ -71,13 +76,18 @@ std::optional<ApiError> Submission::add_prompt(GenRequest& req, std::vector<int3
   return std::nullopt;
 }
 
-void Submission::wait_all() {
+bool Submission::wait_all(const std::function<bool()>& client_gone) {
   for (auto& c : choices) {
     while (!c.done()) {
-      auto ev = c.handle.stream->pop_all(200ms);
+      if (client_gone()) {
+        abort_all();
+        return false;
+      }
+      auto ev = c.handle.stream->pop_all(50ms);
       if (ev) c.absorb(*ev);
     }
   }
+  return true;
 }
 
 json stop_reason_json(const std::variant<std::monostate, std::string, int32_t>& r) {

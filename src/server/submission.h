@@ -1,9 +1,12 @@
 // Submitting a parsed request to the engine as n choices per prompt and collecting their events
-// (private to src/server). A Submission aborts every unfinished choice when destroyed, so a handler
-// that returns early (client gone, error) never leaves work running in the engine.
+// (private to src/server). A Submission is one generation request from the HTTP side: it counts in
+// /load's server_load for as long as it lives (the JSON answer is written, or the stream's owner
+// released it), and it aborts every unfinished choice when destroyed, so a handler that returns
+// early (client gone, error) never leaves work running in the engine.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <variant>
@@ -34,15 +37,17 @@ struct ChoiceState {
 
 class Submission {
  public:
-  explicit Submission(App* app) : app_(app) {}
+  explicit Submission(App* app);
   ~Submission();
   Submission(const Submission&) = delete;
   Submission& operator=(const Submission&) = delete;
 
   // One prompt (ids + text for echo): submits req.n choices with indices base..base+n-1.
   std::optional<ApiError> add_prompt(GenRequest& req, std::vector<int32_t> ids, std::string text);
-  // Non-streaming: waits until every choice finished (or the engine died).
-  void wait_all();
+  // Non-streaming: waits until every choice finished (or the engine died) and returns true; if
+  // client_gone() turns true first (checked at least every 50 ms), aborts them all and returns false,
+  // so the engine frees their cache at its next step, as vLLM does for a disconnected client.
+  bool wait_all(const std::function<bool()>& client_gone);
   void abort_all();
   bool all_done() const;
   int64_t completion_tokens() const;  // generated tokens over all choices
