@@ -1,4 +1,4 @@
-// AVX2 build of the vectorised kernels (simd_kernels.inc): V16 is a pair of ymm registers.
+// AVX2 build of the vectorised op variants (gptq_linear_simd.inc, gdn_recurrent_simd.inc, attention_simd.inc): V16 is a pair of ymm registers.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -56,7 +56,12 @@ inline V16 vload_u4x16(const uint8_t* p) {
 
 }  // namespace
 
-#include "simd_kernels.inc"
+namespace {
+#include "simd_helpers.inc"
+#include "gptq_linear_simd.inc"
+#include "gdn_recurrent_simd.inc"
+#include "attention_simd.inc"
+}  // namespace
 
 extern const CpuKernels kTable;
 const CpuKernels kTable = {CpuIsa::kAvx2, linear_rows_simd, gdn_recurrent_simd, attention_head_simd};

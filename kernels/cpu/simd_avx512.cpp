@@ -1,4 +1,4 @@
-// AVX-512 build of the vectorised kernels (simd_kernels.inc): V16 is one zmm register.
+// AVX-512 build of the vectorised op variants (gptq_linear_simd.inc, gdn_recurrent_simd.inc, attention_simd.inc): V16 is one zmm register.
 // GCC 12 reports a false maybe-uninitialized inside its own AVX-512 intrinsic headers.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -46,7 +46,12 @@ inline V16 vload_u4x16(const uint8_t* p) {
 
 }  // namespace
 
-#include "simd_kernels.inc"
+namespace {
+#include "simd_helpers.inc"
+#include "gptq_linear_simd.inc"
+#include "gdn_recurrent_simd.inc"
+#include "attention_simd.inc"
+}  // namespace
 
 extern const CpuKernels kTable;
 const CpuKernels kTable = {CpuIsa::kAvx512, linear_rows_simd, gdn_recurrent_simd, attention_head_simd};
