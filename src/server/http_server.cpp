@@ -33,6 +33,34 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+// httplib reads a request body only for POST/PUT/PATCH/DELETE, and not at all after a bad request
+// line, bad headers or a multipart type without a boundary; the unread bytes would then be parsed
+// as the next request on the connection (found by schemathesis). Such a response closes the
+// connection after it: a body provider that writes the whole body and then reports failure makes
+// httplib drop the connection once the response is out.
+bool request_left_unread(const httplib::Request& req, const httplib::Response& res) {
+  static const std::vector<std::string> kRead = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+  const std::string len = req.get_header_value("Content-Length");
+  const bool has_body = (!len.empty() && len != "0") || req.has_header("Transfer-Encoding");
+  return !contains(kRead, req.method) || (has_body && req.body.empty()) ||
+         res.get_header_value("Connection") == "close";
+}
+
+void close_after_response(httplib::Response& res) {
+  res.headers.erase("Keep-Alive");
+  res.headers.erase("Connection");
+  res.set_header("Connection", "close");
+  if (res.body.empty() || res.content_provider_) return;
+  auto body = std::make_shared<std::string>(std::move(res.body));
+  res.body.clear();
+  const std::string type = res.get_header_value("Content-Type");
+  res.headers.erase("Content-Type");  // set_content_provider adds it again
+  res.set_content_provider(body->size(), type, [body](size_t off, size_t len, httplib::DataSink& sink) {
+    sink.write(body->data() + off, len);
+    return false;
+  });
+}
+
 }  // namespace
 
 HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::TextCodec* codec)
@@ -96,6 +124,7 @@ HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::T
 
   svr_->set_post_routing_handler([app](const httplib::Request& req, httplib::Response& res) {
     const ServerConfig& c = app->cfg;
+    if (request_left_unread(req, res)) close_after_response(res);
     // httplib announces its own cap ("timeout=5, max=5"); KeepAliveServer has no cap and, like
     // uvicorn, announces nothing.
     res.headers.erase("Keep-Alive");
@@ -119,8 +148,9 @@ HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::T
       send_json(res, 413, ApiError{413, "Request body too large.", "", std::nullopt}.to_json());
     } else if (res.status == 404) {
       send_json(res, 404, {{"detail", "Not Found"}});
-    } else if (res.status == 400) {
+    } else if (res.status == 400) {  // httplib's own: the request could not be parsed
       send_error(res, bad_request("Bad request."));
+      res.set_header("Connection", "close");
     } else if (res.status >= 500) {
       send_json(res, res.status, ApiError{res.status, "Internal server error.", "", std::nullopt}.to_json());
     }

@@ -277,7 +277,7 @@ std::optional<ApiError> parse_gen_request(const json& body, bool chat, const Ser
       if (*top < 0 && *top != -1) return bad_request("`top_logprobs` must be a positive value.", "top_logprobs");
       if (*top != 0 && !r->chat_logprobs)
         return bad_request("when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs");
-      r->top_logprobs = static_cast<int>(*top == -1 ? (cfg.vocab_size > 0 ? cfg.vocab_size : 20) : *top);
+      r->top_logprobs = static_cast<int>(std::min<int64_t>(*top == -1 ? (cfg.vocab_size > 0 ? cfg.vocab_size : 20) : *top, INT32_MAX));
     }
     if (r->chat_logprobs) {
       DS_TRY(check_logprobs_max(r->top_logprobs, cfg.max_logprobs, "sample"));
@@ -288,7 +288,7 @@ std::optional<ApiError> parse_gen_request(const json& body, bool chat, const Ser
     DS_TRY(get_int(body, "logprobs", &lp));
     if (lp) {
       if (*lp < 0) return bad_request("`logprobs` must be a positive value.", "logprobs");
-      DS_TRY(check_logprobs_max(static_cast<int>(*lp), cfg.max_logprobs, "sample"));
+      DS_TRY(check_logprobs_max(static_cast<int>(std::min<int64_t>(*lp, INT32_MAX)), cfg.max_logprobs, "sample"));
       r->completion_logprobs = static_cast<int>(*lp);
       p.logprobs = static_cast<int>(*lp);
     }
@@ -298,9 +298,11 @@ std::optional<ApiError> parse_gen_request(const json& body, bool chat, const Ser
   if (plp) {
     if (r->stream) return bad_request("`prompt_logprobs` are not available when `stream=True`.", "prompt_logprobs");
     if (*plp < 0 && *plp != -1) return bad_request("`prompt_logprobs` must be a positive value.", "prompt_logprobs");
-    DS_TRY(check_logprobs_max(static_cast<int>(*plp), cfg.max_logprobs, "prompt"));
+    // vLLM checks the resolved count: -1 means the whole vocabulary, refused under --max-logprobs.
+    const int64_t want = *plp == -1 ? cfg.vocab_size : *plp;
+    DS_TRY(check_logprobs_max(static_cast<int>(std::min<int64_t>(want, INT32_MAX)), cfg.max_logprobs, "prompt"));
     r->prompt_logprobs = static_cast<int>(*plp);
-    p.prompt_logprobs = static_cast<int>(*plp == -1 ? cfg.vocab_size : *plp);
+    p.prompt_logprobs = static_cast<int>(want);
   }
   DS_TRY(get_bool(body, "echo", &r->echo));
   // vLLM: echo with logprobs returns the prompt's logprobs too.

@@ -330,7 +330,12 @@ json openapi_document(const ServerConfig& cfg) {
                                   {"example", {{"tokens", {9707, 1879}}}}};
   response_schemas(schemas);
 
-  const json sse = {{"text/event-stream", {{"schema", type("string")}}}};
+  // OpenAPI 3.1 has an event-stream `schema` describe each event (3.2 calls it itemSchema).
+  const json sse = {{"text/event-stream",
+                     {{"schema",
+                       {{"type", "object"},
+                        {"properties", {{"data", {{"type", "string"}, {"description", "A chunk as JSON, or [DONE]."}}}}},
+                        {"required", {"data"}}}}}}};
   json chat_ok = ok("A chat.completion object, or SSE chunks when stream=true.",
                     json_content(ref("ChatCompletionResponse")));
   chat_ok["content"].update(sse);
