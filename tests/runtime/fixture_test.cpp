@@ -9,6 +9,7 @@
 
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
+#include "tests/runtime/fixture_list.h"
 #include "deltaserve/engine/sequence_runner.h"
 #include "deltaserve/model/safetensors.h"
 
@@ -17,21 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string fixtures_dir() {
-  const char* env = std::getenv("DS_SOURCE_DIR");
-  return std::string(env ? env : DS_SOURCE_DIR) + "/tests/fixtures";
-}
-
-std::vector<std::string> fixture_names() {
-  std::vector<std::string> v;
-  const fs::path ref = fs::path(fixtures_dir()) / "reference";
-  if (!fs::exists(ref)) return v;
-  for (const auto& e : fs::directory_iterator(ref))
-    if (fs::exists(e.path() / "prompts.json") && fs::exists(fs::path(fixtures_dir()) / "models" / e.path().filename()))
-      v.push_back(e.path().filename().string());
-  std::sort(v.begin(), v.end());
-  return v;
-}
+using test::fixture_names;
+using test::fixtures_dir;
 
 const float* tensor(const model::SafetensorsFile& f, const std::string& name, int64_t* numel) {
   for (const auto& t : f.tensors())
