@@ -111,7 +111,8 @@ Status Qwen35Model::prepare_weights(const ModelDesc& desc) {
   if (H <= 0 || c.num_layers <= 0 || c.vocab_size <= 0) return invalid_argument("model config has no layers");
   if (static_cast<int>(desc.layers.size()) != c.num_layers) return corrupt("layer count disagrees with config");
   if (!desc.embed_tokens.present()) return not_found("embed_tokens missing");
-  embed_ = {desc.embed_tokens.dtype, desc.embed_tokens.data, desc.embed_tokens.shape.at(0), desc.embed_tokens.shape.at(1)};
+  DS_ASSIGN_OR_RETURN(embed_, be_->prepare_embedding({desc.embed_tokens.dtype, desc.embed_tokens.data,
+                                                       desc.embed_tokens.shape.at(0), desc.embed_tokens.shape.at(1)}));
   if (embed_.dim != H) return corrupt("embed_tokens width disagrees with hidden_size");
   DS_RETURN_IF_ERROR(params.add(desc.final_norm, "model.norm", H, &final_norm_));
   DS_ASSIGN_OR_RETURN(lm_head_, prep(desc.lm_head, c.vocab_size, H, TpSplit::kReplicated));

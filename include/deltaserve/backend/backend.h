@@ -169,6 +169,9 @@ class Backend {
   virtual Status allocate_cache(const CacheSpec& spec) = 0;
   virtual size_t cache_bytes() const = 0;
   virtual Status reserve_step(const StepLimits& limits) = 0;
+  // The token embedding table where embed() reads it. Host-memory backends read the checkpoint
+  // mapping in place; device backends upload it once.
+  virtual Result<EmbeddingTable> prepare_embedding(const EmbeddingTable& host) { return host; }
 
   // --- per step ---
   virtual Status plan(const StepMeta& meta) = 0;

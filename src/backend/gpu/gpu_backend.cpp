@@ -1,0 +1,243 @@
+// GpuBackend core: memory, weights, cache pools, step metadata (plan). The ops live in gpu_ops_*.cpp.
+#include "src/backend/gpu/gpu_backend.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace ds::backend::gpu {
+
+namespace {
+
+size_t align16(size_t x) { return (x + 15) & ~size_t{15}; }
+
+std::string gib(size_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return b;
+}
+
+float to_float(DType dt, const void* p, int64_t i) {
+  switch (dt) {
+    case DType::kF32: return static_cast<const float*>(p)[i];
+    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: return 0.0f;
+  }
+}
+
+}  // namespace
+
+GpuBackend::GpuBackend(std::unique_ptr<Runtime> rt, GpuOptions options) : rt_(std::move(rt)), options_(options) {}
+GpuBackend::~GpuBackend() = default;
+
+std::string GpuBackend::name() const {
+  return std::string(vendor_name(compiled_vendor())) + ":" + rt_->info().name + " (" + rt_->info().arch + ", " +
+         dtype_name(options_.activation_dtype) + ")";
+}
+
+void GpuBackend::check(const char* op, const std::string& shapes) const {
+  Status s = rt_->check_launch(op, shapes);
+  if (s.is_ok()) return;
+  std::fprintf(stderr, "deltaserve: fatal GPU error in %s [%s]: %s\n", op, shapes.c_str(), s.message().c_str());
+  std::abort();
+}
+
+Result<std::unique_ptr<DeviceBuffer>> GpuBackend::alloc(size_t bytes, const std::string& what) {
+  DS_ASSIGN_OR_RETURN(void* p, rt_->malloc(std::max<size_t>(bytes, 1), what));
+  return std::unique_ptr<DeviceBuffer>(new GpuBuffer(rt_.get(), p, bytes));
+}
+
+void GpuBackend::upload(void* dst, const void* host, size_t bytes) {
+  Status s = rt_->copy_h2d(dst, host, bytes);
+  if (!s.is_ok()) check("upload", std::to_string(bytes) + " bytes");
+  // The source is the caller's memory: it may be freed or reused as soon as we return.
+  s = rt_->synchronize();
+  if (!s.is_ok()) check("upload", std::to_string(bytes) + " bytes");
+}
+
+void GpuBackend::download(void* host, const void* src, size_t bytes) {
+  Status s = rt_->copy_d2h(host, src, bytes);
+  if (s.is_ok()) s = rt_->synchronize();
+  if (!s.is_ok()) {
+    std::fprintf(stderr, "deltaserve: fatal GPU error in download [%zu bytes]: %s\n", bytes, s.message().c_str());
+    std::abort();
+  }
+}
+
+void GpuBackend::fill_zero(void* dst, size_t bytes) {
+  Status s = rt_->memset(dst, 0, bytes);
+  if (!s.is_ok()) {
+    std::fprintf(stderr, "deltaserve: fatal GPU error in fill_zero [%zu bytes]: %s\n", bytes, s.message().c_str());
+    std::abort();
+  }
+}
+
+void GpuBackend::synchronize() {
+  Status s = rt_->synchronize();
+  if (!s.is_ok()) {
+    std::fprintf(stderr, "deltaserve: fatal GPU error at the step boundary: %s\n", s.message().c_str());
+    std::abort();
+  }
+}
+
+Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightSource& src, const TpShard& shard) {
+  if (shard.size > 1) return unsupported(src.name + ": tensor-parallel shards are not supported by the GPU backend yet");
+  if (src.bits != 16)
+    return unsupported(src.name + ": " + std::to_string(src.bits) +
+                         "-bit GPTQ weights need the quantized GPU GEMM (Marlin-style kernels), not built yet; "
+                         "run this checkpoint with --device cpu");
+  if (src.weight == nullptr) return invalid_argument(src.name + ": dense weight data missing");
+  if (src.weight_dtype != DType::kBF16 && src.weight_dtype != DType::kF16 && src.weight_dtype != DType::kF32)
+    return invalid_argument(src.name + ": dense weights must be bf16, fp16 or fp32");
+  auto w = std::make_unique<GpuDenseWeight>();
+  w->n = src.n;
+  w->k = src.k;
+  w->dtype = src.weight_dtype;
+  const size_t bytes = static_cast<size_t>(src.n * src.k) * dtype_size(src.weight_dtype);
+  DS_ASSIGN_OR_RETURN(auto buf, alloc(bytes, src.name));
+  DS_RETURN_IF_ERROR(rt_->copy_h2d(buf->data(), src.weight, bytes));
+  w->w = buf->data();
+  w->bytes = bytes;
+  weights_.push_back(std::move(buf));
+  if (src.bias != nullptr) {
+    std::vector<float> b(static_cast<size_t>(src.n));
+    for (int64_t i = 0; i < src.n; ++i) b[static_cast<size_t>(i)] = to_float(src.bias_dtype, src.bias, i);
+    DS_ASSIGN_OR_RETURN(auto bb, alloc(b.size() * sizeof(float), src.name + " bias"));
+    DS_RETURN_IF_ERROR(rt_->copy_h2d(bb->data(), b.data(), b.size() * sizeof(float)));
+    w->bias = static_cast<float*>(bb->data());
+    weights_.push_back(std::move(bb));
+    DS_RETURN_IF_ERROR(rt_->synchronize());  // b is freed on return
+  }
+  DS_RETURN_IF_ERROR(rt_->synchronize());
+  return std::unique_ptr<PreparedWeight>(std::move(w));
+}
+
+Result<EmbeddingTable> GpuBackend::prepare_embedding(const EmbeddingTable& host) {
+  const size_t bytes = static_cast<size_t>(host.rows * host.dim) * dtype_size(host.dtype);
+  DS_ASSIGN_OR_RETURN(auto buf, alloc(bytes, "embed_tokens"));
+  DS_RETURN_IF_ERROR(rt_->copy_h2d(buf->data(), host.data, bytes));
+  DS_RETURN_IF_ERROR(rt_->synchronize());
+  EmbeddingTable t = host;
+  t.data = buf->data();
+  weights_.push_back(std::move(buf));
+  return t;
+}
+
+Status GpuBackend::allocate_cache(const CacheSpec& spec) {
+  kv_k_.clear();
+  kv_v_.clear();
+  gdn_pool_.clear();
+  cache_ = spec;
+  const size_t act = dtype_size(options_.activation_dtype);
+  const size_t kv_bytes =
+      static_cast<size_t>(spec.num_kv_blocks) * static_cast<size_t>(spec.block_size) * spec.kv_heads * spec.head_dim * act;
+  for (int l = 0; l < spec.num_attn_layers; ++l) {
+    DS_ASSIGN_OR_RETURN(auto k, alloc(kv_bytes, "KV cache (K, attention layer " + std::to_string(l) + ")"));
+    DS_ASSIGN_OR_RETURN(auto v, alloc(kv_bytes, "KV cache (V, attention layer " + std::to_string(l) + ")"));
+    kv_k_.push_back(std::move(k));
+    kv_v_.push_back(std::move(v));
+  }
+  ssm_floats_ = static_cast<int64_t>(spec.v_heads) * spec.v_dim * spec.k_dim;
+  gdn_slot_floats_ = ssm_floats_ + static_cast<int64_t>(std::max(spec.conv_kernel - 1, 0)) * spec.conv_dim;
+  const size_t pool = static_cast<size_t>(gdn_slot_floats_) * static_cast<size_t>(spec.num_state_slots) * sizeof(float);
+  for (int l = 0; l < spec.num_gdn_layers; ++l) {
+    DS_ASSIGN_OR_RETURN(auto p, alloc(pool, "GDN state slots (layer " + std::to_string(l) + ")"));
+    DS_RETURN_IF_ERROR(rt_->memset(p->data(), 0, pool));
+    gdn_pool_.push_back(std::move(p));
+  }
+  return rt_->synchronize();
+}
+
+size_t GpuBackend::cache_bytes() const {
+  size_t b = 0;
+  for (const auto& v : {&kv_k_, &kv_v_, &gdn_pool_})
+    for (const auto& buf : *v) b += buf->bytes();
+  return b;
+}
+
+float* GpuBackend::ssm_state(int layer) const { return static_cast<float*>(gdn_pool_.at(static_cast<size_t>(layer))->data()); }
+float* GpuBackend::conv_state(int layer) const { return ssm_state(layer) + ssm_floats_; }
+
+Status GpuBackend::reserve_step(const StepLimits& limits) {
+  limits_ = limits;
+  const size_t T = static_cast<size_t>(limits.max_tokens), S = static_cast<size_t>(limits.max_seqs);
+  const size_t meta = align16(T * 4) + align16(T * 24) + align16((S + 1) * 4) + align16(S * 8) + align16(S * 4) +
+                      align16(S * static_cast<size_t>(limits.max_blocks_per_seq) * 4) + align16(S * 4) +
+                      align16(T * 4) + align16(T * 4) + 64;
+  DS_ASSIGN_OR_RETURN(meta_buf_, alloc(meta, "step metadata"));
+  meta_host_.assign(meta, 0);
+  const size_t scratch = std::max({attention_scratch_bytes(limits, cache_), gdn_scratch_bytes(limits, cache_),
+                                   moe_scratch_bytes(limits, cache_), sample_scratch_bytes(limits, cache_), size_t{256}});
+  DS_ASSIGN_OR_RETURN(scratch_, alloc(scratch, "op scratch"));
+  return Status::ok();
+}
+
+Status GpuBackend::plan(const StepMeta& m) {
+  const int64_t T = m.num_tokens();
+  const int S = m.num_seqs();
+  if (!meta_buf_) return internal_error("plan() before reserve_step()");
+  if (T > limits_.max_tokens || S > limits_.max_seqs || m.blocks_per_seq > limits_.max_blocks_per_seq ||
+      static_cast<int64_t>(m.logit_rows.size()) > limits_.max_tokens)
+    return invalid_argument("step of " + std::to_string(T) + " tokens, " + std::to_string(S) + " sequences, " +
+                            std::to_string(m.blocks_per_seq) + " blocks per sequence exceeds the reserved limits (" +
+                            std::to_string(limits_.max_tokens) + ", " + std::to_string(limits_.max_seqs) + ", " +
+                            std::to_string(limits_.max_blocks_per_seq) + ")");
+  if (m.positions.size() != static_cast<size_t>(T) * 3 || m.cu_seqlens.size() != static_cast<size_t>(S) + 1 ||
+      m.state_slots.size() != static_cast<size_t>(S) ||
+      m.block_tables.size() != static_cast<size_t>(S) * static_cast<size_t>(m.blocks_per_seq))
+    return invalid_argument("inconsistent step metadata");
+  host_step_ = m;
+  std::vector<int32_t> token_seq(static_cast<size_t>(T));
+  DeviceStep d;
+  d.T = T;
+  d.S = S;
+  d.blocks_per_seq = m.blocks_per_seq;
+  d.n_reset = static_cast<int>(m.reset_slots.size());
+  d.n_logit_rows = static_cast<int>(m.logit_rows.size());
+  d.all_decode = S > 0;
+  for (int s = 0; s < S; ++s) {
+    const int64_t n = m.cu_seqlens[static_cast<size_t>(s) + 1] - m.cu_seqlens[static_cast<size_t>(s)];
+    for (int32_t t = m.cu_seqlens[static_cast<size_t>(s)]; t < m.cu_seqlens[static_cast<size_t>(s) + 1]; ++t)
+      token_seq[static_cast<size_t>(t)] = s;
+    d.max_new_tokens = std::max(d.max_new_tokens, n);
+    d.max_context = std::max(d.max_context, m.start_pos[static_cast<size_t>(s)] + n);
+    if (n != 1) d.all_decode = false;
+  }
+  // One tight host image of every array, one upload.
+  size_t off = 0;
+  auto* base = static_cast<unsigned char*>(meta_buf_->data());
+  auto put = [&](const void* src, size_t bytes) {
+    if (bytes > 0) std::memcpy(meta_host_.data() + off, src, bytes);
+    void* dst = base + off;
+    off += align16(bytes);
+    return dst;
+  };
+  d.token_ids = static_cast<int32_t*>(put(m.token_ids.data(), m.token_ids.size() * 4));
+  d.positions = static_cast<int64_t*>(put(m.positions.data(), m.positions.size() * 8));
+  d.cu_seqlens = static_cast<int32_t*>(put(m.cu_seqlens.data(), m.cu_seqlens.size() * 4));
+  d.start_pos = static_cast<int64_t*>(put(m.start_pos.data(), m.start_pos.size() * 8));
+  d.state_slots = static_cast<int32_t*>(put(m.state_slots.data(), m.state_slots.size() * 4));
+  d.block_tables = static_cast<int32_t*>(put(m.block_tables.data(), m.block_tables.size() * 4));
+  d.reset_slots = static_cast<int32_t*>(put(m.reset_slots.data(), m.reset_slots.size() * 4));
+  d.logit_rows = static_cast<int32_t*>(put(m.logit_rows.data(), m.logit_rows.size() * 4));
+  d.token_seq = static_cast<int32_t*>(put(token_seq.data(), token_seq.size() * 4));
+  DS_RETURN_IF_ERROR(rt_->copy_h2d(meta_buf_->data(), meta_host_.data(), off));
+  step_ = d;
+  return Status::ok();
+}
+
+Result<std::shared_ptr<Backend>> make_gpu_backend(int index, GpuOptions options) {
+  if (options.activation_dtype != DType::kF32 && options.activation_dtype != DType::kBF16 &&
+      options.activation_dtype != DType::kF16)
+    return invalid_argument("GPU activations must be float32, bfloat16 or float16");
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::open(index));
+  DS_ASSIGN_OR_RETURN(DeviceInfo info, rt->query_memory());
+  std::fprintf(stderr, "deltaserve: %s device %d: %s (%s, %d multiprocessors), %s free of %s\n",
+               vendor_name(compiled_vendor()), index, info.name.c_str(), info.arch.c_str(), info.multiprocessors,
+               gib(info.free_bytes).c_str(), gib(info.total_bytes).c_str());
+  return std::shared_ptr<Backend>(std::make_shared<GpuBackend>(std::move(rt), options));
+}
+
+}  // namespace ds::backend::gpu

@@ -1,0 +1,149 @@
+// The GPU backend: the Backend contract over one device (CUDA, HIP, or the CPU emulation of either),
+// every op a kernel from kernels/gpu/ (one source for all three), dense bf16/fp16 linears through
+// the vendor BLAS where present. Weights, cache pools, step metadata and op scratch live in device
+// memory allocated at load (prepare_weight, allocate_cache, reserve_step); plan() uploads one step's
+// metadata; ops launch on the runtime's stream and neither allocate nor synchronise. Only sample,
+// target_logprobs and download bring data back.
+//
+// Files: gpu_backend.cpp (memory, weights, cache, plan), gpu_ops_norm.cpp (embed, norms, rope,
+// elementwise, gates), gpu_ops_gdn.cpp (conv1d, GDN decode/prefill, state reset),
+// gpu_ops_attention.cpp (paged attention), gpu_ops_moe.cpp (linear, router, experts),
+// gpu_ops_sample.cpp (sampling, logprobs).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "deltaserve/backend/backend.h"
+#include "src/backend/gpu/runtime.h"
+
+namespace ds::backend::gpu {
+
+// A dense weight in device memory: w [n][k] of dtype (bf16/fp16/f32), optional bias [n] fp32.
+class GpuDenseWeight : public PreparedWeight {
+ public:
+  void* w = nullptr;
+  DType dtype = DType::kUnknown;
+  float* bias = nullptr;
+};
+
+// Device memory owned by the backend's runtime.
+class GpuBuffer : public DeviceBuffer {
+ public:
+  GpuBuffer(Runtime* rt, void* p, size_t bytes) : rt_(rt) {
+    data_ = p;
+    bytes_ = bytes;
+  }
+  ~GpuBuffer() override { rt_->free(data_); }
+
+ private:
+  Runtime* rt_;
+};
+
+// One step's metadata in device memory (plan() fills it; every op reads it), plus the host copy
+// that sizes launch grids.
+struct DeviceStep {
+  int32_t* token_ids = nullptr;     // [T]
+  int64_t* positions = nullptr;     // [T][3]
+  int32_t* cu_seqlens = nullptr;    // [S+1]
+  int64_t* start_pos = nullptr;     // [S]
+  int32_t* state_slots = nullptr;   // [S]
+  int32_t* block_tables = nullptr;  // [S][blocks_per_seq]
+  int32_t* reset_slots = nullptr;   // [n_reset]
+  int32_t* logit_rows = nullptr;    // [n_logit_rows]
+  int32_t* token_seq = nullptr;     // [T] sequence index of each token row
+  int64_t T = 0;
+  int S = 0, blocks_per_seq = 0, n_reset = 0, n_logit_rows = 0;
+  int64_t max_new_tokens = 0;  // longest sequence's new tokens this step
+  int64_t max_context = 0;     // longest sequence's start_pos + new tokens
+  bool all_decode = false;     // every sequence has one new token
+};
+
+struct GpuOptions {
+  DType activation_dtype = DType::kF32;  // f32, bf16 or f16
+};
+
+class GpuBackend final : public Backend {
+ public:
+  GpuBackend(std::unique_ptr<Runtime> rt, GpuOptions options);
+  ~GpuBackend() override;
+
+  Runtime& runtime() { return *rt_; }
+  std::string name() const override;
+  DType activation_dtype() const override { return options_.activation_dtype; }
+  DType kv_cache_dtype() const override { return options_.activation_dtype; }
+
+  Result<std::unique_ptr<DeviceBuffer>> alloc(size_t bytes, const std::string& what) override;
+  void upload(void* dst, const void* host, size_t bytes) override;
+  void download(void* host, const void* src, size_t bytes) override;
+  void fill_zero(void* dst, size_t bytes) override;
+  void synchronize() override;
+
+  Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src, const TpShard& shard) override;
+  Status allocate_cache(const CacheSpec& spec) override;
+  size_t cache_bytes() const override;
+  Status reserve_step(const StepLimits& limits) override;
+  Result<EmbeddingTable> prepare_embedding(const EmbeddingTable& host) override;
+  Status plan(const StepMeta& meta) override;
+  void reset_states() override;
+
+  void embed(const EmbeddingTable& table, Act out) override;
+  void rms_norm(Act x, const float* w, float eps, bool zero_centred, Act out) override;
+  void gated_rms_norm(Act x, Act z, const float* w, float eps, Act out) override;
+  void l2_norm_heads(Act x, int head_dim, float eps, float scale) override;
+  void linear(const PreparedWeight& w, Act x, Act y) override;
+  void linear_shared_input(Act x, const PreparedWeight* const* w, const Act* y, int n) override;
+  void rope_mrope(Act x, int heads, int head_dim, int rot_dim, double theta, const int32_t* mrope_section) override;
+  void split_query_gate(Act qg, int heads, int head_dim, Act q, Act gate) override;
+  void attention(int layer, Act q, Act k, Act v, int heads, int kv_heads, int head_dim, float scale,
+                 Act out) override;
+  void conv1d_causal(int layer, Act x, const float* w, const float* bias, int kernel, Act y) override;
+  void gdn_gates(Act a, Act b, const float* A_log, const float* dt_bias, Act g, Act beta) override;
+  void gdn_decode(int layer, Act q, Act k, Act v, Act g, Act beta, int Hk, int Hv, int dk, int dv, Act o) override;
+  void gdn_prefill(int layer, Act q, Act k, Act v, Act g, Act beta, int Hk, int Hv, int dk, int dv, Act o) override;
+  void moe_route(Act logits, int top_k, bool renormalize, int32_t* ids, Act weights) override;
+  void moe_experts(Act x, const int32_t* ids, Act weights, int top_k, const PreparedWeight* const* gate,
+                   const PreparedWeight* const* up, const PreparedWeight* const* down, Act out) override;
+  void silu_mul(Act gate, Act up, Act out) override;
+  void sigmoid_gate(Act x, Act gate) override;
+  void add(Act x, Act y) override;
+  void add_sigmoid_gated(Act x, Act y, Act gate_logit) override;
+  void gather_logit_rows(Act h, int64_t first, Act out) override;
+  void sample(Act logits, const SamplingRow* rows, SampleResult* out) override;
+  void target_logprobs(Act logits, const int32_t* targets, const int32_t* top_k, PositionLogprobs* out) override;
+
+  // Scratch each op group needs for a step of `limits` (reserve_step allocates the largest).
+  static size_t attention_scratch_bytes(const StepLimits& limits, const CacheSpec& cache);
+  static size_t gdn_scratch_bytes(const StepLimits& limits, const CacheSpec& cache);
+  static size_t moe_scratch_bytes(const StepLimits& limits, const CacheSpec& cache);
+  static size_t sample_scratch_bytes(const StepLimits& limits, const CacheSpec& cache);
+
+ private:
+  // Fails the process with the op, its shapes and the runtime's error when a launch failed (a
+  // failed launch leaves the device unusable; ops have no error channel by contract).
+  void check(const char* op, const std::string& shapes) const;
+  float* ssm_state(int layer) const;   // slot 0 of GDN layer `layer`; slots are gdn_slot_floats_ apart
+  float* conv_state(int layer) const;  // conv state of slot 0, inside the same slot
+  void* scratch() const { return scratch_ ? scratch_->data() : nullptr; }
+
+  std::unique_ptr<Runtime> rt_;
+  GpuOptions options_;
+  // Cache pools: per attention layer K and V blocks; per GDN layer one buffer of slots.
+  CacheSpec cache_;
+  std::vector<std::unique_ptr<DeviceBuffer>> kv_k_, kv_v_, gdn_pool_;
+  int64_t gdn_slot_floats_ = 0, ssm_floats_ = 0;
+  // Step metadata and op scratch (reserve_step).
+  StepLimits limits_;
+  std::unique_ptr<DeviceBuffer> meta_buf_, scratch_;
+  std::vector<unsigned char> meta_host_;  // staging for plan()'s one upload
+  DeviceStep step_;
+  StepMeta host_step_;
+  // Weights uploaded by prepare_weight (owned here, the PreparedWeight holds raw pointers).
+  std::vector<std::unique_ptr<DeviceBuffer>> weights_;
+};
+
+// Opens device `index` of the compiled vendor and makes a backend on it.
+Result<std::shared_ptr<Backend>> make_gpu_backend(int index, GpuOptions options);
+
+}  // namespace ds::backend::gpu
