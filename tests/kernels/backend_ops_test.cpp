@@ -1,15 +1,22 @@
-// Every op of the Backend table, on the optimised CPU backend (each ISA this machine has) against the
-// reference backend (scalar kernels, plain loops), over a sweep of shapes: odd sizes, one token,
-// several sequences of different lengths, resumed sequences, scattered KV blocks (ggml's
-// test-backend-ops pattern; a GPU backend plugs into the same harness).
+// Every op of the Backend table, on the optimised CPU backend (each ISA this machine has) and on the
+// GPU backend under emulation (kernels/emu: warp 32 under the in-order, reverse and random
+// schedules, warp 64 under two), against the reference backend (scalar kernels, plain loops), over
+// a sweep of shapes: odd sizes, one token, several sequences of different lengths, resumed
+// sequences, scattered KV blocks (ggml's test-backend-ops pattern). The emulated runs of one warp
+// size must also agree with each other byte for byte: a kernel whose result depends on the
+// schedule has a race (a missing barrier).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <numeric>
 
 #include "deltaserve/backend/cpu_backend.h"
 #include "deltaserve/backend/reference_backend.h"
+#include "kernels/emu/emu.h"
+#include "src/backend/gpu/gpu_backend.h"
 #include "tests/runtime/test_util.h"
 
 namespace ds {
@@ -18,10 +25,35 @@ namespace {
 using backend::Act;
 using backend::Backend;
 
-std::vector<std::shared_ptr<Backend>> candidates() {
-  std::vector<std::shared_ptr<Backend>> v;
+struct Candidate {
+  std::shared_ptr<Backend> be;
+  std::string label;
+  bool emulated = false;
+  emu::Options emu;
+  bool quantized = true;  // prepares GPTQ weights (the GPU backend does not yet: issue 12)
+};
+
+std::vector<Candidate> candidates() {
+  std::vector<Candidate> v;
   for (auto isa : {kernels::CpuIsa::kScalar, kernels::CpuIsa::kAvx2, kernels::CpuIsa::kAvx512})
-    if (kernels::cpu_isa_supported(isa)) v.push_back(std::make_shared<backend::CpuBackend>(isa));
+    if (kernels::cpu_isa_supported(isa)) {
+      auto be = std::make_shared<backend::CpuBackend>(isa);
+      v.push_back({be, be->name()});
+    }
+  const std::pair<int, emu::Schedule> runs[] = {{32, emu::Schedule::kInOrder}, {32, emu::Schedule::kReverse},
+                                                {32, emu::Schedule::kRandom}, {64, emu::Schedule::kInOrder},
+                                                {64, emu::Schedule::kRandom}};
+  for (const auto& [warp, sched] : runs) {
+    auto be = backend::gpu::make_gpu_backend(0, {DType::kF32});
+    EXPECT_TRUE(be.is_ok()) << be.status().message();
+    if (!be.is_ok()) continue;
+    Candidate c{*be, "emulated GPU, warp " + std::to_string(warp) + ", " + emu::schedule_name(sched), true};
+    c.emu.warp_size = warp;
+    c.emu.schedule = sched;
+    c.emu.seed = 11;
+    c.quantized = false;
+    v.push_back(c);
+  }
   return v;
 }
 
@@ -85,7 +117,7 @@ using Op = std::function<void(Backend&, std::vector<Buf>&)>;
 // Runs `op` on the reference and on every candidate with the same inputs (after the prefix step of
 // resumed sequences), and compares every buffer `op` may write.
 void compare(const char* what, const Step& step, const backend::CacheSpec& cs, const Inputs& inputs, const Op& op,
-             double tol) {
+             double tol, bool quantized = false) {
   auto run = [&](Backend& be) {
     EXPECT_TRUE(be.allocate_cache(cs).is_ok());
     EXPECT_TRUE(be.reserve_step({256, 8, 64, 64}).is_ok());
@@ -99,15 +131,30 @@ void compare(const char* what, const Step& step, const backend::CacheSpec& cs, c
     EXPECT_TRUE(be.plan(step.meta()).is_ok());
     be.reset_states();
     op(be, io);
+    be.synchronize();
     return io;
   };
   auto ref_be = backend::make_reference_backend();
   const auto want = run(*ref_be);
-  for (auto& be : candidates()) {
-    const auto got = run(*be);
+  std::map<int, std::vector<Buf>> first_of_warp;  // emulated outputs, per warp size
+  for (auto& c : candidates()) {
+    if (quantized && !c.quantized) continue;
+    std::vector<Buf> got;
+    if (c.emulated) {
+      emu::ScopedOptions so(c.emu);
+      got = run(*c.be);
+    } else {
+      got = run(*c.be);
+    }
     for (size_t b = 0; b < want.size(); ++b)
       EXPECT_LE(test::max_abs_diff(got[b].v.data(), want[b].v.data(), want[b].v.size()), tol)
-          << what << " on " << be->name() << " buffer " << b << " tokens " << step.tokens();
+          << what << " on " << c.label << " buffer " << b << " tokens " << step.tokens();
+    if (!c.emulated) continue;
+    auto [it, fresh] = first_of_warp.emplace(c.emu.warp_size, got);
+    if (fresh) continue;
+    for (size_t b = 0; b < got.size(); ++b)
+      EXPECT_EQ(0, std::memcmp(got[b].v.data(), it->second[b].v.data(), got[b].v.size() * sizeof(float)))
+          << what << ": " << c.label << " differs from another schedule in buffer " << b << " (a race)";
   }
 }
 
@@ -216,7 +263,7 @@ TEST(BackendOps, LinearRouterExpertsAndSampling) {
               auto w = be.prepare_weight(src, {});
               ASSERT_TRUE(w.is_ok()) << w.status().message();
               be.linear(**w, b[0].act(), b[1].act());
-            }, 1e-4);
+            }, 1e-4, /*quantized=*/true);
     const int E = 6, top_k = 2;
     compare("moe_route + moe_experts", st, none, [&](int64_t T) { return std::vector<Buf>{rnd(T, E, 1), rnd(T, 64, 2), rnd(T, top_k, 0), rnd(T, 64, 0)}; },
             [&](Backend& be, std::vector<Buf>& b) {
@@ -271,7 +318,14 @@ TEST(BackendOps, LinearRouterExpertsAndSampling) {
     return flat;
   };
   const auto want = run(*backend::make_reference_backend());
-  for (auto& be : candidates()) EXPECT_EQ(run(*be), want) << be->name();
+  for (auto& c : candidates()) {
+    if (c.emulated) {
+      emu::ScopedOptions so(c.emu);
+      EXPECT_EQ(run(*c.be), want) << c.label;
+    } else {
+      EXPECT_EQ(run(*c.be), want) << c.label;
+    }
+  }
 }
 
 }  // namespace
