@@ -1,0 +1,145 @@
+// GpuBackend's dense linears and MoE: linear / linear_shared_input (the vendor BLAS when it takes
+// the call, else kernels/gpu/gemm.cu), the router and the grouped experts (kernels/gpu/moe.cu).
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/gpu/ops_moe.h"
+#include "src/backend/gpu/blas.h"
+#include "src/backend/gpu/gpu_backend.h"
+
+namespace ds::backend::gpu {
+namespace {
+
+std::string dims(const Act& a) {
+  return std::to_string(a.rows) + "x" + std::to_string(a.cols) + (a.contiguous() ? "" : "/ld" + std::to_string(a.ld)) +
+         " " + dtype_name(a.dtype);
+}
+
+size_t align256(size_t x) { return (x + 255) & ~size_t{255}; }
+
+[[noreturn]] void fail(const char* op, const std::string& what) {
+  std::fprintf(stderr, "deltaserve: %s: %s\n", op, what.c_str());
+  std::abort();
+}
+
+const GpuDenseWeight& dense(const PreparedWeight* w, const char* op) {
+  const auto* d = dynamic_cast<const GpuDenseWeight*>(w);
+  if (!d) fail(op, "the GPU backend only runs dense bf16/fp16/fp32 weights (quantized GEMM is issue 12)");
+  return *d;
+}
+
+// The expert count is the router's logits width; moe_experts' signature does not carry it, so
+// the router of the same layer records it (ops run in order on one thread per backend).
+std::mutex g_experts_mu;
+std::unordered_map<const void*, int> g_num_experts;
+
+// Work area for the experts when reserve_step knows neither H nor I: up to 256 MiB, enough for
+// max_tokens * 16 pairs of H + I <= 4096; moe_experts runs in token passes when it is not.
+constexpr size_t kMoeWorkCap = size_t{256} << 20;
+
+}  // namespace
+
+void GpuBackend::linear(const PreparedWeight& pw, Act x, Act y) {
+  const GpuDenseWeight& w = dense(&pw, "linear");
+  if (x.rows == 0) return;
+  // The vendor BLAS first (cuBLASLt on CUDA); our kernel when it declines (HIP, emulation, mixed types).
+  if (blas_gemm(*rt_, x.dtype, x.data, x.ld, w.dtype, w.w, w.bias, y.data, y.ld, x.rows, w.n, w.k)) return;
+  ds::gpu::linear(x.data, x.ld, x.dtype, w.w, w.dtype, w.bias, y.data, y.ld, x.rows, w.n, w.k, rt_->stream());
+  check("linear", "x=" + dims(x) + " w=" + std::to_string(w.n) + "x" + std::to_string(w.k) + " " +
+                      dtype_name(w.dtype) + " y=" + dims(y));
+}
+
+void GpuBackend::linear_shared_input(Act x, const PreparedWeight* const* w, const Act* y, int n) {
+  for (int i = 0; i < n; ++i) linear(*w[i], x, y[i]);
+}
+
+void GpuBackend::moe_route(Act logits, int top_k, bool renormalize, int32_t* ids, Act weights) {
+  const int E = static_cast<int>(logits.cols);
+  if (E > ds::gpu::kMaxExperts || top_k > ds::gpu::kMaxTopK || top_k > E || top_k <= 0)
+    fail("moe_route", "needs top_k <= experts, experts <= " + std::to_string(ds::gpu::kMaxExperts) +
+                          " and top_k <= " + std::to_string(ds::gpu::kMaxTopK) + "; got E=" + std::to_string(E) +
+                          " top_k=" + std::to_string(top_k));
+  {
+    std::lock_guard<std::mutex> lock(g_experts_mu);
+    g_num_experts[this] = E;
+  }
+  ds::gpu::moe_route(logits.as<float>(), logits.ld, logits.rows, E, top_k, renormalize, ids, weights.as<float>(),
+                     weights.ld, rt_->stream());
+  check("moe_route", "logits=" + dims(logits) + " top_k=" + std::to_string(top_k));
+}
+
+void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, const PreparedWeight* const* gate,
+                             const PreparedWeight* const* up, const PreparedWeight* const* down, Act out) {
+  const int64_t T = x.rows;
+  if (T == 0) return;
+  int E = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_experts_mu);
+    auto it = g_num_experts.find(this);
+    if (it != g_num_experts.end()) E = it->second;
+  }
+  if (E == 0) fail("moe_experts", "called before moe_route (the expert count comes from the router)");
+  // Device tables of the experts' weight pointers, uploaded into the scratch head each call.
+  std::vector<const void*> table(3 * static_cast<size_t>(E));
+  DType wt = DType::kUnknown;
+  for (int e = 0; e < E; ++e) {
+    const GpuDenseWeight &g = dense(gate[e], "moe_experts"), &u = dense(up[e], "moe_experts"),
+                         &d = dense(down[e], "moe_experts");
+    if (e == 0) wt = g.dtype;
+    if (g.dtype != wt || u.dtype != wt || d.dtype != wt || g.n != gate[0]->n || u.n != g.n || d.k != g.n ||
+        g.k != x.cols || d.n != x.cols)
+      fail("moe_experts", "experts must share one shape and dtype (expert " + std::to_string(e) + ")");
+    table[static_cast<size_t>(e)] = g.w;
+    table[static_cast<size_t>(E + e)] = u.w;
+    table[static_cast<size_t>(2 * E + e)] = d.w;
+  }
+  ds::gpu::MoeShape shape;
+  shape.top_k = top_k;
+  shape.E = E;
+  shape.H = x.cols;
+  shape.I = gate[0]->n;
+  const size_t table_bytes = align256(table.size() * sizeof(void*));
+  const size_t avail = scratch_ ? scratch_->bytes() : 0;
+  auto need = [&](int64_t tokens) {
+    const int64_t pairs = tokens * top_k;
+    return table_bytes + align256(ds::gpu::moe_plan_bytes(pairs, E)) +
+           static_cast<size_t>(pairs) * ds::gpu::moe_work_bytes_per_pair(shape.H, shape.I);
+  };
+  int64_t pass = T;
+  while (pass > 1 && need(pass) > avail) pass = (pass + 1) / 2;
+  auto shapes = [&] {
+    return "x=" + dims(x) + " E=" + std::to_string(E) + " top_k=" + std::to_string(top_k) + " I=" +
+           std::to_string(shape.I) + " out=" + dims(out);
+  };
+  if (need(pass) > avail)
+    fail("moe_experts", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
+  char* base = static_cast<char*>(scratch());
+  Status s = rt_->copy_h2d(base, table.data(), table.size() * sizeof(void*));
+  if (!s.is_ok()) check("moe_experts (expert table upload)", shapes());
+  const auto* tab = reinterpret_cast<const void* const*>(base);
+  // Token passes keep every slot of a token in one pass, so each token's sum stays in slot order.
+  for (int64_t t0 = 0; t0 < T; t0 += pass) {
+    shape.T = std::min(pass, T - t0);
+    void* plan = base + table_bytes;
+    float* work = reinterpret_cast<float*>(base + table_bytes + align256(ds::gpu::moe_plan_bytes(shape.T * top_k, E)));
+    const size_t act = dtype_size(x.dtype);
+    ds::gpu::moe_experts(shape, static_cast<const char*>(x.data) + t0 * x.ld * act, x.ld, x.dtype, ids + t0 * top_k,
+                         weights.as<float>() + t0 * weights.ld, weights.ld, tab, tab + E, tab + 2 * E, wt,
+                         static_cast<char*>(out.data) + t0 * out.ld * act, out.ld, plan, work, rt_->stream());
+    check("moe_experts", shapes());
+  }
+}
+
+size_t GpuBackend::moe_scratch_bytes(const StepLimits& limits, const CacheSpec&) {
+  const int64_t pairs = limits.max_tokens * ds::gpu::kMaxTopK;
+  const size_t work = std::min(kMoeWorkCap, static_cast<size_t>(pairs) * ds::gpu::moe_work_bytes_per_pair(3072, 1024));
+  return align256(3 * ds::gpu::kMaxExperts * sizeof(void*)) + align256(ds::gpu::moe_plan_bytes(pairs, ds::gpu::kMaxExperts)) +
+         work;
+}
+
+}  // namespace ds::backend::gpu
