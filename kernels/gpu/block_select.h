@@ -57,5 +57,21 @@ DS_DEV T block_sum_t(T v, void* scratch) {
   for (int w = 0; w < warps; ++w) r += s[w];  // the same order in every thread
   return r;
 }
+template <typename T>
+DS_DEV T block_max_t(T v, void* scratch) {
+  T* s = static_cast<T*>(scratch);
+  const int lane = lane_id(), warp = static_cast<int>(threadIdx.x) / warp_size();
+  const int warps = static_cast<int>(blockDim.x) / warp_size();
+  for (int o = warp_size() / 2; o > 0; o >>= 1) {
+    const T y = shfl_xor(v, o);
+    v = y > v ? y : v;
+  }
+  __syncthreads();
+  if (lane == 0) s[warp] = v;
+  __syncthreads();
+  T r = s[0];
+  for (int w = 1; w < warps; ++w) r = s[w] > r ? s[w] : r;
+  return r;
+}
 
 }  // namespace ds::gpu
