@@ -12,7 +12,7 @@ using Stream = void*;  // cudaStream_t / hipStream_t; unused under emulation
 
 #if defined(DS_GPU_EMU)
 #define DS_LAUNCH(kernel, grid, block, smem_bytes, stream, ...) \
-  ::ds::emu::launch_kernel(#kernel, dim3(grid), dim3(block), (smem_bytes), kernel, __VA_ARGS__)
+  ((void)(stream), ::ds::emu::launch_kernel(#kernel, dim3(grid), dim3(block), (smem_bytes), kernel, __VA_ARGS__))
 #elif defined(DS_GPU_HIP)
 #define DS_LAUNCH(kernel, grid, block, smem_bytes, stream, ...) \
   kernel<<<dim3(grid), dim3(block), (smem_bytes), static_cast<hipStream_t>(stream)>>>(__VA_ARGS__)

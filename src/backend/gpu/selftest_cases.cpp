@@ -1,0 +1,182 @@
+// The selftest's cases, at full size (a Qwen3.5-35B-A3B layer at decode batch 64 and a 300-token
+// prefill) or small (for the emulator). Each names the op, its shape and the cache it needs.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <random>
+
+#include "src/backend/gpu/selftest_cases.h"
+
+namespace ds::backend::gpu::selftest {
+
+namespace {
+
+std::string dims(std::initializer_list<int64_t> d) {
+  std::string s;
+  for (int64_t x : d) s += (s.empty() ? "" : "x") + std::to_string(x);
+  return s;
+}
+
+// Decode: `seqs` sequences of one new token after `ctx` cached; prefill: two fresh sequences.
+Shape decode_shape(int seqs, int64_t ctx) {
+  Shape s;
+  for (int i = 0; i < seqs; ++i) {
+    s.start.push_back(ctx + (i % 3));
+    s.n.push_back(1);
+  }
+  return s;
+}
+Shape prefill_shape(int64_t len) { return {{0, 0, len / 3}, {len, len / 2 + 1, len / 3}}; }
+
+}  // namespace
+
+std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
+  const bool sm = o.small;
+  const int64_t H = sm ? 96 : 2048, I = sm ? 40 : 512;
+  const int nh = sm ? 4 : 16, nkv = sm ? 2 : 2, hd = sm ? 32 : 256, rot = sm ? 16 : 64;
+  const int Hk = sm ? 2 : 16, Hv = sm ? 4 : 32, dk = sm ? 16 : 128, dv = sm ? 16 : 128, K = 4;
+  const int64_t C = 2 * Hk * dk + Hv * dv;
+  const int B = sm ? 5 : 64;  // decode batch
+  const int64_t ctx = o.decode_bench ? 32768 : sm ? 37 : 2000;
+  const int attn_batch = o.decode_bench ? 8 : B;
+  const int64_t P = sm ? 23 : 300;  // prefill length
+  const size_t ab = dtype_size(a);
+  std::vector<Case> cs;
+  const Shape dec = decode_shape(B, sm ? 9 : 100), pre = prefill_shape(P);
+
+  for (const auto& [label, st] : {std::pair<const char*, Shape>{"decode", dec}, {"prefill", pre}}) {
+    const int64_t T = st.tokens(false);
+    cs.push_back({"rms_norm", dims({T, H}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, H, s), f32(1, H, s + 1, 0.2f), out(act(t, H, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    be.rms_norm(x[0], x[1].as<float>(), 1e-6f, true, x[2]);
+                  }, nullptr});
+    cs.push_back({"gated_rms_norm", dims({T * Hv, dv}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t * Hv, dv, s), act(t * Hv, dv, s + 1), f32(1, dv, s + 2), out(act(t * Hv, dv, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    be.gated_rms_norm(x[0], x[1], x[2].as<float>(), 1e-6f, x[3]);
+                  }, nullptr});
+    cs.push_back({"l2_norm_heads", dims({T, 2 * Hk, dk}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{out(act(t, 2 * Hk * dk, s))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) { be.l2_norm_heads(x[0], dk, 1e-6f, 0.088f); }, nullptr});
+    cs.push_back({"rope_mrope", dims({T, nh, hd}) + " rot " + std::to_string(rot), st, {},
+                  [=](int64_t t, uint32_t s) { return std::vector<Tensor>{out(act(t, nh * hd, s))}; },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    const int32_t sec[3] = {sm ? 4 : 11, sm ? 2 : 11, sm ? 2 : 10};
+                    be.rope_mrope(x[0], nh, hd, rot, 1e7, sec);
+                  }, nullptr});
+    cs.push_back({"split_query_gate", dims({T, nh, 2, hd}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, 2 * nh * hd, s), out(act(t, nh * hd, 0)), out(act(t, nh * hd, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) { be.split_query_gate(x[0], nh, hd, x[1], x[2]); }, nullptr});
+    cs.push_back({"silu_mul+gates+add", dims({T, I}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{out(act(t, I, s)), out(act(t, I, s + 1)), out(act(t, I, 0)), act(t, 1, s + 3)};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    be.silu_mul(x[0], x[1], x[2]);
+                    be.sigmoid_gate(x[2], x[1]);
+                    be.add(x[0], x[2]);
+                    be.add_sigmoid_gated(x[1], x[0], x[3]);
+                  }, nullptr});
+    cs.push_back({"gdn_gates", dims({T, Hv}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{f32(t, Hv, s), f32(t, Hv, s + 1), f32(1, Hv, s + 2, 0.3f), f32(1, Hv, s + 3),
+                                               out(f32(t, Hv, 0)), out(f32(t, Hv, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    be.gdn_gates(x[0], x[1], x[2].as<float>(), x[3].as<float>(), x[4], x[5]);
+                  }, nullptr});
+    CacheSpec gdn;
+    gdn.num_gdn_layers = 1;
+    gdn.num_state_slots = static_cast<int>(st.n.size());
+    gdn.v_heads = Hv;
+    gdn.k_dim = dk;
+    gdn.v_dim = dv;
+    gdn.conv_kernel = K;
+    gdn.conv_dim = C;
+    const double state_bytes = 2.0 * static_cast<double>(st.n.size()) * Hv * dv * dk * 4;
+    cs.push_back({std::string("conv1d_causal ") + label, dims({T, C}) + " k4", st, gdn, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, C, s), f32(C, K, s + 1, 0.5f), f32(1, C, s + 2), out(act(t, C, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    be.conv1d_causal(0, x[0], x[1].as<float>(), x[2].as<float>(), K, x[3]);
+                  },
+                  nullptr, 2.0 * static_cast<double>(st.n.size()) * (K - 1) * C * 4});
+    for (bool chunked : {false, true}) {
+      if (chunked != (st.tokens(false) > static_cast<int64_t>(st.n.size()))) continue;
+      cs.push_back({chunked ? "gdn_prefill" : "gdn_decode", dims({T, Hv, dv, dk}), st, gdn, [=](int64_t t, uint32_t s) {
+                      Tensor q = act(t, Hk * dk, s), k = act(t, Hk * dk, s + 1);
+                      for (Tensor* x : {&q, &k})
+                        for (int64_t r = 0; r < t * Hk; ++r) {
+                          double n2 = 0;
+                          for (int j = 0; j < dk; ++j) n2 += x->v[static_cast<size_t>(r * dk + j)] * x->v[static_cast<size_t>(r * dk + j)];
+                          for (int j = 0; j < dk; ++j) x->v[static_cast<size_t>(r * dk + j)] /= static_cast<float>(std::sqrt(n2) + 1e-6);
+                        }
+                      Tensor g = f32(t, Hv, s + 2, 0.3f), beta = f32(t, Hv, s + 3);
+                      for (auto& v : g.v) v = -std::fabs(v);
+                      for (auto& v : beta.v) v = 1.0f / (1.0f + std::exp(-v));
+                      return std::vector<Tensor>{q, k, act(t, Hv * dv, s + 4), g, beta, out(act(t, Hv * dv, 0))};
+                    },
+                    [=](Backend& be, const std::vector<Act>& x, void*) {
+                      if (chunked) be.gdn_prefill(0, x[0], x[1], x[2], x[3], x[4], Hk, Hv, dk, dv, x[5]);
+                      else be.gdn_decode(0, x[0], x[1], x[2], x[3], x[4], Hk, Hv, dk, dv, x[5]);
+                    },
+                    nullptr, state_bytes});
+    }
+    // Attention: decode over a long cached context, or a prefill.
+    const Shape ast = label == std::string("decode") ? decode_shape(attn_batch, ctx) : st;
+    CacheSpec kv;
+    kv.num_attn_layers = 1;
+    kv.block_size = ast.block_size;
+    kv.num_kv_blocks = ast.blocks();
+    kv.kv_heads = nkv;
+    kv.head_dim = hd;
+    const int64_t AT = ast.tokens(false);
+    double ctx_bytes = 0;
+    for (size_t i = 0; i < ast.n.size(); ++i) ctx_bytes += 2.0 * static_cast<double>(ast.start[i] + ast.n[i]) * nkv * hd * ab;
+    cs.push_back({std::string("attention ") + label, dims({AT, nh, hd}) + " ctx " + std::to_string(ast.start[0] + ast.n[0]), ast, kv,
+                  [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, nh * hd, s), act(t, nkv * hd, s + 1), act(t, nkv * hd, s + 2),
+                                               out(act(t, nh * hd, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    be.attention(0, x[0], x[1], x[2], nh, nkv, hd, 1.0f / std::sqrt(static_cast<float>(hd)), x[3]);
+                  },
+                  nullptr, ctx_bytes});
+    // Router and a dense linear (bf16 weights; GPTQ layers are the next issue's kernels).
+    const int E = sm ? 8 : 256, top = sm ? 2 : 8;
+    cs.push_back({"moe_route", dims({T, E}) + " top " + std::to_string(top), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{f32(t, E, s, 2.0f), out(Tensor{Kind::kI32, t, top, std::vector<float>(static_cast<size_t>(t * top)), false}),
+                                               out(f32(t, top, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) { be.moe_route(x[0], top, true, x[1].as<int32_t>(), x[2]); }, nullptr});
+    const int64_t N = sm ? 72 : 4096;
+    auto wsetup = [=](Backend& be) -> std::shared_ptr<void> {
+      auto w = randn(static_cast<size_t>(N * H), 99, 0.05f);
+      std::vector<uint16_t> wb(w.size());
+      for (size_t i = 0; i < w.size(); ++i) wb[i] = f32_to_bf16(w[i]);
+      WeightSource src;
+      src.name = "selftest linear";
+      src.n = N;
+      src.k = H;
+      src.weight_dtype = DType::kBF16;
+      src.weight = wb.data();
+      auto p = be.prepare_weight(src, {});
+      if (!p.is_ok()) return nullptr;
+      return std::shared_ptr<void>(std::move(p).value().release(), [](void* q) { delete static_cast<PreparedWeight*>(q); });
+    };
+    cs.push_back({"linear bf16", dims({T, H}) + " -> " + std::to_string(N), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, H, s), out(act(t, N, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void* w) {
+                    if (w != nullptr) be.linear(*static_cast<PreparedWeight*>(w), x[0], x[1]);
+                  },
+                  wsetup, static_cast<double>(N * H * 2)});
+  }
+  return cs;
+}
+
+}  // namespace ds::backend::gpu::selftest
