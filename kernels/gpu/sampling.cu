@@ -117,6 +117,13 @@ DS_DEV Cut cut_top_p(const uint32_t* K, const double* p, int64_t V, const Cut& t
       if (K[i] > at && top_k.keeps(K[i], i)) m += p[i];
     return block_sum_t<double>(m, red);
   };
+  if (!(target > 0.0)) {  // top_p <= 0: the CPU still keeps the first element of the order
+    uint32_t top = 0;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
+      if (top_k.keeps(K[i], i) && K[i] > top) top = K[i];
+    top = block_max_t<uint32_t>(top, red);
+    return Cut{top, nth_tie_id(K, V, top, 1, red)};
+  }
   uint32_t lo = 1, hi = 0xffffffffu;
   while (lo < hi) {
     const uint32_t mid = lo + (hi - lo) / 2;
@@ -124,25 +131,21 @@ DS_DEV Cut cut_top_p(const uint32_t* K, const double* p, int64_t V, const Cut& t
     else lo = mid + 1;
   }
   const double m = mass_above(lo);
-  int64_t ties = 0, ties_all = 0;
+  int64_t ties = 0;
   double tie_p = 0.0;
   for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
-    if (K[i] == lo) {
-      ++ties_all;
-      if (top_k.keeps(K[i], i)) {
-        ++ties;
-        tie_p = fmax(tie_p, p[i]);  // equal keys: equal p
-      }
+    if (K[i] == lo && top_k.keeps(K[i], i)) {
+      ++ties;
+      tie_p = fmax(tie_p, p[i]);  // equal keys: equal p
     }
   ties = block_sum_t<int64_t>(ties, red);
-  ties_all = block_sum_t<int64_t>(ties_all, red);
   tie_p = block_max_t<double>(tie_p, red);
   if (ties == 0) return Cut{lo, -1};
-  // m < target here unless target <= 0, where the CPU still keeps the first element.
-  int64_t r = m < target ? static_cast<int64_t>(ceil((target - m) / tie_p)) : 1;
+  int64_t r = static_cast<int64_t>(ceil((target - m) / tie_p));  // m < target here
   if (r < 1) r = 1;
-  if (r >= ties_all) return Cut{lo, V};
-  return Cut{lo, nth_tie_id(K, V, lo, r > ties ? ties : r, red)};
+  // top_k kept the first `ties` of this key in id order; the r-th of them ends the prefix.
+  if (r >= ties) return Cut{lo, V};
+  return Cut{lo, nth_tie_id(K, V, lo, r, red)};
 }
 
 // The inverse CDF over the kept probabilities in id order at uniform u (the CPU's walk), with a

@@ -121,6 +121,7 @@ void GpuBackend::sample(Act logits, const SamplingRow* rows, SampleResult* out) 
     int64_t B = std::min(kMaxBatch, R - r0);
     while (B > 1 && Layout(B, V, avail).pool_entries == 0) --B;
     const Layout lay(B, V, avail);
+    if (lay.pool > avail) fail("sample", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
     Batch batch;
     int64_t n = 0;
     while (n < B) {
