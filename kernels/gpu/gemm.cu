@@ -158,7 +158,7 @@ void gemm(const GemmCall& c, Stream stream) {
 }
 
 void linear(const void* x, int64_t ldx, DType act, const void* w, DType wt, const float* bias, void* y, int64_t ldy,
-            int64_t M, int64_t N, int64_t K, Stream stream) {
+            DType y_type, int64_t M, int64_t N, int64_t K, Stream stream) {
   GemmCall c;
   c.a = x;
   c.lda = ldx;
@@ -168,7 +168,7 @@ void linear(const void* x, int64_t ldx, DType act, const void* w, DType wt, cons
   c.bias = bias;
   c.y = y;
   c.ldy = ldy;
-  c.y_type = act;
+  c.y_type = y_type;
   c.M = M;
   c.N = N;
   c.K = K;

@@ -15,9 +15,9 @@ namespace ds::gpu {
 using Stream = void*;  // as kernels/gpu/launch.h
 
 // y[m][n] = x[m][k] . w[n][k]^T (+ bias[n]); M <= 8 streams the weight once (GEMV shape), larger M
-// runs a shared-memory tiled GEMM.
+// runs a shared-memory tiled GEMM. y is of y_type: act, or f32 (the router's logits).
 void linear(const void* x, int64_t ldx, DType act, const void* w, DType wt, const float* bias, void* y, int64_t ldy,
-            int64_t M, int64_t N, int64_t K, Stream stream);
+            DType y_type, int64_t M, int64_t N, int64_t K, Stream stream);
 
 // Router, one token per block: p = softmax(logits[t][0..E)) in fp32, the top_k experts by (p desc,
 // id asc) into ids[t][top_k] and their p (divided by their sum when renormalize) into

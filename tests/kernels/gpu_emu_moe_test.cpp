@@ -137,20 +137,20 @@ backend::WeightSource dense_source(const std::vector<uint8_t>& w, DType wt, int6
   return s;
 }
 
-void linear_case(int64_t M, int64_t N, int64_t K, DType act, DType wt, bool with_bias) {
+void linear_case(int64_t M, int64_t N, int64_t K, DType act, DType wt, bool with_bias, bool y_f32 = false) {
   const std::vector<float> x = rnd(static_cast<size_t>(M * (K + 3)), 1, act);
   const auto w = as_bytes(rnd(static_cast<size_t>(N * K), 2, wt, 0.2f), wt);
   const std::vector<float> bias = rnd(static_cast<size_t>(N), 3, DType::kF32);
   const std::string name = "linear " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " w " +
-                           dtype_name(wt) + (with_bias ? " bias" : "");
-  // fp32 activations: accumulation-order error only; 16-bit: one rounding of the output.
-  const double tol = act == DType::kF32 ? 1e-5 : act == DType::kBF16 ? 8e-3 : 1e-3;
+                           dtype_name(wt) + (with_bias ? " bias" : "") + (y_f32 ? " y f32" : "");
+  // fp32 output: accumulation-order error only; 16-bit: one rounding of the output.
+  const double tol = act == DType::kF32 || y_f32 ? 1e-5 : act == DType::kBF16 ? 8e-3 : 1e-3;
   check(name, act, tol, tol, [&](Backend& be) {
     const DType dt = be.activation_dtype();
     Dev d{be, {}};
     auto pw = be.prepare_weight(dense_source(w, wt, N, K, with_bias ? &bias : nullptr), {}).value();
     const Act xa = d.put(x, dt, M, K, K + 3);  // a strided view, as the model's column views
-    const Act ya = d.put(std::vector<float>(static_cast<size_t>(M * (N + 1)), 0.0f), dt, M, N, N + 1);
+    const Act ya = d.put(std::vector<float>(static_cast<size_t>(M * (N + 1)), 0.0f), y_f32 ? DType::kF32 : dt, M, N, N + 1);
     be.linear(*pw, xa, ya);
     return d.get(ya);
   });
@@ -168,6 +168,11 @@ TEST(GpuEmuLinear, TiledShapes) {
   linear_case(70, 129, 33, DType::kF32, DType::kBF16, false);
   linear_case(33, 64, 96, DType::kBF16, DType::kBF16, true);
   linear_case(40, 50, 31, DType::kF16, DType::kF16, false);
+}
+
+TEST(GpuEmuLinear, Fp32OutputOf16BitActivations) {  // the router's logits
+  linear_case(3, 40, 64, DType::kBF16, DType::kBF16, false, true);
+  linear_case(20, 24, 48, DType::kF16, DType::kF16, false, true);
 }
 
 TEST(GpuEmuLinear, SharedInput) {

@@ -47,9 +47,15 @@ constexpr size_t kMoeWorkCap = size_t{256} << 20;
 void GpuBackend::linear(const PreparedWeight& pw, Act x, Act y) {
   const GpuDenseWeight& w = dense(&pw, "linear");
   if (x.rows == 0) return;
-  // The vendor BLAS first (cuBLASLt on CUDA); our kernel when it declines (HIP, emulation, mixed types).
-  if (blas_gemm(*rt_, x.dtype, x.data, x.ld, w.dtype, w.w, w.bias, y.data, y.ld, x.rows, w.n, w.k)) return;
-  ds::gpu::linear(x.data, x.ld, x.dtype, w.w, w.dtype, w.bias, y.data, y.ld, x.rows, w.n, w.k, rt_->stream());
+  if (x.cols != w.k || y.cols != w.n || (y.dtype != x.dtype && y.dtype != DType::kF32))
+    fail("linear", "shapes or types do not fit: x=" + dims(x) + " w=" + std::to_string(w.n) + "x" +
+                       std::to_string(w.k) + " y=" + dims(y));
+  // The vendor BLAS first (cuBLASLt on CUDA); our kernel when it declines (HIP, emulation, mixed
+  // types) or when y is fp32 under 16-bit activations (the router), which its signature cannot say.
+  if (y.dtype == x.dtype && blas_gemm(*rt_, x.dtype, x.data, x.ld, w.dtype, w.w, w.bias, y.data, y.ld, x.rows, w.n, w.k))
+    return;
+  ds::gpu::linear(x.data, x.ld, x.dtype, w.w, w.dtype, w.bias, y.data, y.ld, y.dtype, x.rows, w.n, w.k,
+                  rt_->stream());
   check("linear", "x=" + dims(x) + " w=" + std::to_string(w.n) + "x" + std::to_string(w.k) + " " +
                       dtype_name(w.dtype) + " y=" + dims(y));
 }
