@@ -97,7 +97,7 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightS
   w->dtype = src.weight_dtype;
   const size_t bytes = static_cast<size_t>(src.n * src.k) * dtype_size(src.weight_dtype);
   DS_ASSIGN_OR_RETURN(auto buf, alloc(bytes, src.name));
-  DS_RETURN_IF_ERROR(rt_->copy_h2d(buf->data(), src.weight, bytes));
+  DS_RETURN_IF_ERROR(upload_weight(buf->data(), src.weight, bytes));
   w->w = buf->data();
   w->bytes = bytes;
   weights_.push_back(std::move(buf));
@@ -105,27 +105,39 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightS
     std::vector<float> b(static_cast<size_t>(src.n));
     for (int64_t i = 0; i < src.n; ++i) b[static_cast<size_t>(i)] = to_float(src.bias_dtype, src.bias, i);
     DS_ASSIGN_OR_RETURN(auto bb, alloc(b.size() * sizeof(float), src.name + " bias"));
-    DS_RETURN_IF_ERROR(rt_->copy_h2d(bb->data(), b.data(), b.size() * sizeof(float)));
+    DS_RETURN_IF_ERROR(upload_weight(bb->data(), b.data(), b.size() * sizeof(float)));
     w->bias = static_cast<float*>(bb->data());
     weights_.push_back(std::move(bb));
-    DS_RETURN_IF_ERROR(rt_->synchronize());  // b is freed on return
   }
-  DS_RETURN_IF_ERROR(rt_->synchronize());
   return std::unique_ptr<PreparedWeight>(std::move(w));
 }
 
 Result<EmbeddingTable> GpuBackend::prepare_embedding(const EmbeddingTable& host) {
   const size_t bytes = static_cast<size_t>(host.rows * host.dim) * dtype_size(host.dtype);
   DS_ASSIGN_OR_RETURN(auto buf, alloc(bytes, "embed_tokens"));
-  DS_RETURN_IF_ERROR(rt_->copy_h2d(buf->data(), host.data, bytes));
-  DS_RETURN_IF_ERROR(rt_->synchronize());
+  DS_RETURN_IF_ERROR(upload_weight(buf->data(), host.data, bytes));
   EmbeddingTable t = host;
   t.data = buf->data();
   weights_.push_back(std::move(buf));
   return t;
 }
 
+// The source may be reused once upload() returns (it is copied into pinned staging); the device
+// copy is complete in stream order, so every later op sees it.
+Status GpuBackend::upload_weight(void* dst, const void* src, size_t bytes) {
+  if (!uploader_) uploader_ = std::make_unique<WeightUploader>(*rt_);
+  return uploader_->upload(dst, src, bytes);
+}
+
+Status GpuBackend::finish_uploads() {
+  if (!uploader_) return Status::ok();
+  Status s = uploader_->finish();
+  uploader_.reset();
+  return s;
+}
+
 Status GpuBackend::allocate_cache(const CacheSpec& spec) {
+  DS_RETURN_IF_ERROR(finish_uploads());
   kv_k_.clear();
   kv_v_.clear();
   gdn_pool_.clear();
@@ -161,6 +173,7 @@ float* GpuBackend::ssm_state(int layer) const { return static_cast<float*>(gdn_p
 float* GpuBackend::conv_state(int layer) const { return ssm_state(layer) + ssm_floats_; }
 
 Status GpuBackend::reserve_step(const StepLimits& limits) {
+  DS_RETURN_IF_ERROR(finish_uploads());
   limits_ = limits;
   const size_t T = static_cast<size_t>(limits.max_tokens), S = static_cast<size_t>(limits.max_seqs);
   const size_t meta = align16(T * 4) + align16(T * 24) + align16((S + 1) * 4) + align16(S * 8) + align16(S * 4) +

@@ -17,6 +17,7 @@
 
 #include "deltaserve/backend/backend.h"
 #include "src/backend/gpu/runtime.h"
+#include "src/backend/gpu/staging.h"
 
 namespace ds::backend::gpu {
 
@@ -139,8 +140,12 @@ class GpuBackend final : public Backend {
   std::vector<unsigned char> meta_host_;  // staging for plan()'s one upload
   DeviceStep step_;
   StepMeta host_step_;
-  // Weights uploaded by prepare_weight (owned here, the PreparedWeight holds raw pointers).
+  // Weights uploaded by prepare_weight (owned here, the PreparedWeight holds raw pointers), through
+  // one staging uploader per load (one progress bar), finished when the cache is allocated.
   std::vector<std::unique_ptr<DeviceBuffer>> weights_;
+  std::unique_ptr<WeightUploader> uploader_;
+  Status upload_weight(void* dst, const void* src, size_t bytes);
+  Status finish_uploads();
 };
 
 // Opens device `index` of the compiled vendor and makes a backend on it.
