@@ -37,8 +37,10 @@ std::vector<Candidate> candidates() {
   std::vector<Candidate> v;
   for (auto isa : {kernels::CpuIsa::kScalar, kernels::CpuIsa::kAvx2, kernels::CpuIsa::kAvx512})
     if (kernels::cpu_isa_supported(isa)) {
-      auto be = std::make_shared<backend::CpuBackend>(isa);
-      v.push_back({be, be->name()});
+      Candidate c;
+      c.be = std::make_shared<backend::CpuBackend>(isa);
+      c.label = c.be->name();
+      v.push_back(c);
     }
   const std::pair<int, emu::Schedule> runs[] = {{32, emu::Schedule::kInOrder}, {32, emu::Schedule::kReverse},
                                                 {32, emu::Schedule::kRandom}, {64, emu::Schedule::kInOrder},
@@ -47,7 +49,10 @@ std::vector<Candidate> candidates() {
     auto be = backend::gpu::make_gpu_backend(0, {DType::kF32});
     EXPECT_TRUE(be.is_ok()) << be.status().message();
     if (!be.is_ok()) continue;
-    Candidate c{*be, "emulated GPU, warp " + std::to_string(warp) + ", " + emu::schedule_name(sched), true};
+    Candidate c;
+    c.be = *be;
+    c.label = "emulated GPU, warp " + std::to_string(warp) + ", " + emu::schedule_name(sched);
+    c.emulated = true;
     c.emu.warp_size = warp;
     c.emu.schedule = sched;
     c.emu.seed = 11;
