@@ -17,6 +17,7 @@
 #include "deltaserve/engine/sequence_runner.h"
 #include "deltaserve/text/tokenizer/tokenizer.h"
 #include "cli_tokenizer.h"
+#include "model_factory.h"
 #include "progress.h"
 
 namespace {
@@ -33,7 +34,8 @@ const char* kUsage =
     "  --tokenizer PATH       tokenizer.json or its directory (default: MODEL's, else build/tokenizers/qwen35)\n"
     "  --prefill-chunk N      tokens per prefill step (default 512)\n"
     "  --isa scalar|avx2|avx512   cap the CPU kernels' instruction set\n"
-    "  --chunked-gdn          chunked (C=64) GDN prefill instead of the token recurrence\n";
+    "  --chunked-gdn          chunked (C=64) GDN prefill instead of the token recurrence\n"
+    "  --device auto|cuda|rocm|cpu  backend (default auto: a GPU when built with one and present)\n";
 
 std::vector<int32_t> parse_ids(const std::string& s, bool* ok) {
   std::string t = s;
@@ -53,7 +55,8 @@ std::vector<int32_t> parse_ids(const std::string& s, bool* ok) {
 }
 
 int run(const std::vector<std::string>& args) {
-  std::string model_arg, prompt, prompt_ids, tokenizer_path, isa;
+  std::string model_arg, prompt, prompt_ids, tokenizer_path, isa, device = "auto";
+  ds::model::DeviceKind device_kind = ds::model::DeviceKind::kAuto;
   bool have_prompt = false, ignore_eos = false, chunked = false;
   int64_t n = 32, chunk = 512;
   ds::engine::SamplingParams so;
@@ -85,6 +88,9 @@ int run(const std::vector<std::string>& args) {
       tokenizer_path = *v;
     } else if (a == "--prefill-chunk" && (v = next())) {
       if (!ds::cli::set_flag("generate", ds::parse_int64(*v, a, 1), &chunk)) return 2;
+    } else if (a == "--device" && (v = next())) {
+      if (!ds::cli::set_flag("generate", ds::model::parse_device(*v), &device_kind)) return 2;
+      device = *v;
     } else if (a == "--isa" && (v = next())) {
       isa = *v;
     } else if (a == "--ignore-eos") {
@@ -136,7 +142,7 @@ int run(const std::vector<std::string>& args) {
   opt.max_step_seqs = 1;
   ds::Timer load_timer;
   std::optional<ds::cli::LoadingLine> loading(std::in_place, desc->path);
-  auto model = ds::model::create_cpu_model(*desc, opt);
+  auto model = ds::cli::create_model_for_device(*desc, opt, device);
   loading.reset();
   if (!model) {
     std::fprintf(stderr, "error: %s\n", model.status().message().c_str());

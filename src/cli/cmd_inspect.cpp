@@ -9,6 +9,7 @@
 #include "deltaserve/core/log.h"
 #include "deltaserve/core/parse.h"
 #include "deltaserve/model/inspect.h"
+#include "model_factory.h"
 
 namespace {
 
@@ -16,7 +17,7 @@ const char* kUsage =
     "usage: deltaserve inspect MODEL [--tensor-parallel-size N] [--max-model-len L]\n"
     "                          [--gpu-memory-utilization F] [--gpu-memory-gib G] [--max-num-seqs S]\n"
     "                          [--max-num-batched-tokens T] [--kv-cache-dtype D] [--speculative]\n"
-    "                          [--no-vision] [--config-only]\n"
+    "                          [--no-vision] [--config-only] [--device auto|cuda|rocm|cpu]\n"
     "                          [--revision R] [--modules] [--json]\n"
     "\n"
     "MODEL is a local directory or a Hugging Face repo id already in the HF cache. Without *.safetensors\n"
@@ -25,6 +26,7 @@ const char* kUsage =
     "  --max-model-len L               context length to plan for (default: max_position_embeddings)\n"
     "  --gpu-memory-utilization F      fraction of each GPU to use (default 0.9)\n"
     "  --gpu-memory-gib G              memory per GPU in GiB; enables the tokens/sequences fit\n"
+    "  --device auto|cuda|rocm|cpu     without --gpu-memory-gib, take it from this device (default cpu: none)\n"
     "  --max-num-seqs S                concurrent sequences (default 256)\n"
     "  --max-num-batched-tokens T      prefill chunk the activation reserve is sized for (default 2048)\n"
     "  --kv-cache-dtype D              auto/bfloat16/float16 (2 bytes) or fp8 (1 byte)\n"
@@ -58,6 +60,7 @@ int run_inspect(const std::vector<std::string>& args) {
   o.load.allow_config_only = true;
   std::string model;
   bool json = false;
+  std::string device = "cpu";  // inspect plans for GPUs it need not be running on
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i], value;
     bool has_value = false;
@@ -114,6 +117,10 @@ int run_inspect(const std::vector<std::string>& args) {
       if (v == "auto" || v == "bfloat16" || v == "float16" || v == "half") o.memory.kv_cache_dtype_bytes = 2;
       else if (v.rfind("fp8", 0) == 0) o.memory.kv_cache_dtype_bytes = 1;
       else return fail(a + " must be auto, bfloat16, float16 or fp8", 2);
+    } else if (a == "--device") {
+      if (!need(&v)) return fail(a + " needs a value", 2);
+      if (auto k = ds::model::parse_device(v); !k) return fail(k.status().message(), 2);
+      device = v;
     } else if (a == "--revision") {
       if (!need(&v)) return fail(a + " needs a value", 2);
       o.load.revision = v;
@@ -126,6 +133,11 @@ int run_inspect(const std::vector<std::string>& args) {
     }
   }
   if (model.empty()) return fail("missing MODEL (see 'deltaserve inspect --help')", 2);
+  if (o.memory.gpu_memory_gib <= 0) {
+    auto g = ds::cli::device_memory_gib(device);
+    if (!g) return fail(g.status().message(), 1);
+    o.memory.gpu_memory_gib = *g;
+  }
   // The report carries the loader's warnings; keep stderr for errors.
   ds::log::set_level(ds::log::Level::kError);
   auto report = ds::model::inspect_model(model, o);

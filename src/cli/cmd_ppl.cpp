@@ -19,6 +19,7 @@
 #include "deltaserve/engine/sequence_runner.h"
 #include "deltaserve/text/tokenizer/tokenizer.h"
 #include "cli_tokenizer.h"
+#include "model_factory.h"
 #include "progress.h"
 
 namespace {
@@ -31,10 +32,12 @@ const char* kUsage =
     "  --stride N        window step; each window scores its new tokens (default 512)\n"
     "  --max-tokens N    only the first N tokens of the input\n"
     "  --chunk N         tokens per forward step (default 512)\n"
-    "  --tokenizer PATH  tokenizer.json or its directory (default: MODEL's, else build/tokenizers/qwen35)\n";
+    "  --tokenizer PATH  tokenizer.json or its directory (default: MODEL's, else build/tokenizers/qwen35)\n"
+    "  --device auto|cuda|rocm|cpu  backend (default auto: a GPU when built with one and present)\n";
 
 int run(const std::vector<std::string>& args) {
-  std::string model_arg, file, ids_file, tokenizer_path;
+  std::string model_arg, file, ids_file, tokenizer_path, device = "auto";
+  ds::model::DeviceKind device_kind = ds::model::DeviceKind::kAuto;
   int64_t ctx = 2048, stride = 512, max_tokens = 0, chunk = 512;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -55,6 +58,9 @@ int run(const std::vector<std::string>& args) {
       if (!ds::cli::set_flag("ppl", ds::parse_int64(*v, a, 0), &max_tokens)) return 2;
     } else if (a == "--chunk" && (v = next())) {
       if (!ds::cli::set_flag("ppl", ds::parse_int64(*v, a, 1), &chunk)) return 2;
+    } else if (a == "--device" && (v = next())) {
+      if (!ds::cli::set_flag("ppl", ds::model::parse_device(*v), &device_kind)) return 2;
+      device = *v;
     } else if (a == "--tokenizer" && (v = next())) {
       tokenizer_path = *v;
     } else if (!a.empty() && a[0] != '-' && model_arg.empty()) {
@@ -122,7 +128,7 @@ int run(const std::vector<std::string>& args) {
   opt.cache = ds::engine::runner_cache_config(ctx + 1);
   opt.max_step_tokens = std::max<int64_t>(1, std::min(chunk, ctx));
   opt.max_step_seqs = 1;
-  auto model = ds::model::create_cpu_model(*desc, opt);
+  auto model = ds::cli::create_model_for_device(*desc, opt, device);
   loading.reset();
   if (!model) {
     std::fprintf(stderr, "error: %s\n", model.status().message().c_str());

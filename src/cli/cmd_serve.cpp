@@ -15,6 +15,7 @@
 #include "deltaserve/server/serve.h"
 #include "deltaserve/server/tokenizer_codec.h"
 #include "deltaserve/text/tokenizer/tokenizer.h"
+#include "model_factory.h"
 
 namespace {
 
@@ -65,7 +66,7 @@ ds::Result<ds::server::ServedModel> load_real_model(const ds::server::ServeArgs&
   mo.max_step_tokens = a.max_num_batched_tokens;
   mo.max_step_seqs = plan.max_num_seqs;
   mo.max_model_len = max_len;
-  DS_ASSIGN_OR_RETURN(std::unique_ptr<ds::model::Qwen35Model> m, ds::model::create_cpu_model(*desc_ptr, mo));
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<ds::model::Qwen35Model> m, ds::cli::create_model_for_device(*desc_ptr, mo, a.device, a.dtype));
   DS_INFO << "Loaded " << desc_ptr->path << " (" << mc.model_type << ", " << mc.num_layers << " layers, quant "
           << desc_ptr->quant_method << ") on " << m->backend_name() << " in " << t.seconds() << " s";
   served.model = std::move(m);

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "deltaserve/model/device_choice.h"
+
 namespace ds::server {
 
 using nlohmann::json;
@@ -158,6 +160,11 @@ std::vector<FlagSpec> build() {
                         "only GPTQ-family (gptq, gptq_marlin) and AutoRound (auto-round, inc) checkpoints are supported; "
                         "the method is auto-detected from config.json",
                         [](ServeArgs& a, const FlagValue& v) { a.quantization = v.text; return Status::ok(); }));
+  t.push_back(honour("device", K::kString, [](ServeArgs& a, const FlagValue& v) {
+    DS_RETURN_IF_ERROR(model::parse_device(v.text).status());
+    a.device = v.text;
+    return Status::ok();
+  }));
   t.push_back(honour("max-model-len", K::kHumanInt, [](ServeArgs& a, const FlagValue& v) {
     auto n = parse_human_int(v.text);
     if (!n) return bad("max-model-len", "invalid human_readable_int value: '" + v.text + "'");

@@ -29,6 +29,7 @@ struct ServeArgs {
   double gpu_memory_utilization = 0.9;
   int tensor_parallel_size = 1;
   std::string dtype = "auto";
+  std::string device = "auto";  // auto | cuda | rocm | cpu (vLLM removed --device; users still pass it)
   std::string quantization;
   std::string kv_cache_dtype = "auto";
   std::optional<int64_t> kv_cache_memory_bytes;

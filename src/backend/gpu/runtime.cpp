@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #if defined(DS_EMU)
+#include "kernels/emu/emu.h"
 #define GPU(x) emu##x
 #elif defined(DS_GPU_HIP)
 #include <hip/hip_runtime_api.h>
@@ -70,7 +71,7 @@ emuError_t emuGetDeviceProperties(emuDeviceProp* p, int) {
   std::snprintf(p->name, sizeof p->name, "emulated (host)");
   p->major = p->minor = 0;
   p->multiProcessorCount = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  p->warpSize = 32;
+  p->warpSize = ds::emu::warp_size();  // the emulator's current setting (32 or 64)
   p->sharedMemPerBlockOptin = 227 * 1024;  // an H100's opt-in maximum: emulated kernels may use any tiling
   size_t f;
   emuMemGetInfo(&f, &p->totalGlobalMem);
