@@ -21,8 +21,9 @@ constexpr int kC = kGdnChunk;
 constexpr int kThreads = 256;
 
 // Shared memory in floats: K and Q chunks [C][dk+1] (odd row stride: column walks hit distinct
-// banks), the state tile [BV][dk+1], A / masked QK^T [C][C], X (right-hand side, then V') and
-// the S0 part of O [C][BV] each, gamma, beta and the end-of-chunk decays [C] each.
+// banks), the state tile [BV][dk+1], A / masked QK^T [C][C], X (right-hand side, then V')
+// [C][BV], gamma, beta and the end-of-chunk decays [C] each. At dk = 128, BV = 32 that is 105 KiB:
+// two blocks per H100/H200 SM.
 struct ChunkSmem {
   int kld, bv;
   DS_HD int64_t k() const { return 0; }
@@ -30,8 +31,7 @@ struct ChunkSmem {
   DS_HD int64_t s() const { return q() + int64_t{kC} * kld; }
   DS_HD int64_t a() const { return s() + int64_t{bv} * kld; }
   DS_HD int64_t x() const { return a() + int64_t{kC} * kC; }
-  DS_HD int64_t ob() const { return x() + int64_t{kC} * bv; }
-  DS_HD int64_t gam() const { return ob() + int64_t{kC} * bv; }
+  DS_HD int64_t gam() const { return x() + int64_t{kC} * bv; }
   DS_HD int64_t bet() const { return gam() + kC; }
   DS_HD int64_t dec() const { return bet() + kC; }
   DS_HD int64_t floats() const { return dec() + kC; }
@@ -59,7 +59,7 @@ __global__ void gdn_chunked_kernel(GdnLayer p, const int32_t* cu_seqlens, const 
   const int kld = lay.kld;
   float* sm = smem<float>();
   float *Ks = sm + lay.k(), *Qs = sm + lay.q(), *St = sm + lay.s(), *A = sm + lay.a(), *X = sm + lay.x();
-  float *Ob = sm + lay.ob(), *gam = sm + lay.gam(), *bet = sm + lay.bet(), *dec = sm + lay.dec();
+  float *gam = sm + lay.gam(), *bet = sm + lay.bet(), *dec = sm + lay.dec();
   float* S = p.state + static_cast<int64_t>(state_slots[s]) * p.slot_floats + static_cast<int64_t>(h) * p.dv * dk;
   const int vn = p.dv - v0 < bv ? p.dv - v0 : bv;  // valid rows of the tile
 
@@ -85,19 +85,16 @@ __global__ void gdn_chunked_kernel(GdnLayer p, const int32_t* cu_seqlens, const 
     }
     __syncthreads();
 
-    // A (strictly lower), the right-hand side X, and the S0 part of O.
+    // A (strictly lower) and the right-hand side X.
     const int na = L * L, nx = L * bv;
-    for (int i = tid; i < na + 2 * nx; i += nt) {
+    for (int i = tid; i < na + nx; i += nt) {
       if (i < na) {
         const int r = i / L, c = i % L;
         if (c < r) A[r * kC + c] = bet[r] * dot(Ks + r * kld, Ks + c * kld, dk) * expf(gam[r] - gam[c]);
-      } else if (i < na + nx) {
+      } else {
         const int r = (i - na) / bv, c = (i - na) % bv;
         const float vr = c < vn ? to_f32(v[(t0 + r) * p.ldv + static_cast<int64_t>(h) * p.dv + v0 + c]) : 0.0f;
         X[r * bv + c] = bet[r] * (vr - expf(gam[r]) * dot(Ks + r * kld, St + c * kld, dk));
-      } else {
-        const int r = (i - na - nx) / bv, c = (i - na - nx) % bv;
-        Ob[r * bv + c] = expf(gam[r]) * dot(Qs + r * kld, St + c * kld, dk);
       }
     }
     __syncthreads();
@@ -119,14 +116,15 @@ __global__ void gdn_chunked_kernel(GdnLayer p, const int32_t* cu_seqlens, const 
     for (int i = tid; i < L; i += nt) dec[i] = expf(gam[L - 1] - gam[i]);
     __syncthreads();
 
-    // Outputs, and the state carried to the next chunk (disjoint writes).
+    // Outputs (they read S0), then the state carried to the next chunk.
     for (int i = tid; i < nx; i += nt) {
       const int r = i / bv, c = i % bv;
       if (c >= vn) continue;
-      float acc = Ob[r * bv + c];
+      float acc = expf(gam[r]) * dot(Qs + r * kld, St + c * kld, dk);
       for (int j = 0; j <= r; ++j) acc += A[r * kC + j] * X[j * bv + c];
       o[(t0 + r) * p.ldo + static_cast<int64_t>(h) * p.dv + v0 + c] = from_f32<T>(acc);
     }
+    __syncthreads();
     const float decay_all = expf(gam[L - 1]);
     for (int i = tid; i < bv * dk; i += nt) {
       const int r = i / dk, c = i % dk;
@@ -142,8 +140,6 @@ __global__ void gdn_chunked_kernel(GdnLayer p, const int32_t* cu_seqlens, const 
   }
 }
 
-size_t chunk_smem_bytes(int dk, int bv) { return static_cast<size_t>(ChunkSmem{dk + 1, bv}.floats()) * 4; }
-
 template <typename T>
 void launch_chunked(const GdnLayer& p, const GdnSeqs& seqs, int bv, size_t smem_bytes, Stream stream) {
   const dim3 grid(static_cast<unsigned>(ceil_div(p.dv, bv)), static_cast<unsigned>(p.Hv),
@@ -156,12 +152,16 @@ void launch_chunked(const GdnLayer& p, const GdnSeqs& seqs, int bv, size_t smem_
 
 }  // namespace
 
+size_t gdn_chunked_smem_bytes(int dk, int v_tile) {
+  return static_cast<size_t>(ChunkSmem{dk + 1, v_tile}.floats()) * sizeof(float);
+}
+
 bool gdn_chunked(const GdnLayer& p, const GdnSeqs& seqs, size_t max_smem_bytes, Stream stream) {
   // The widest V tile (fewest recomputations of A and Q K^T per head) that fits, at most 32 rows.
   int bv = 32;
   while (bv > 4 && bv / 2 >= p.dv) bv /= 2;
-  while (bv > 4 && chunk_smem_bytes(p.dk, bv) > max_smem_bytes) bv /= 2;
-  const size_t bytes = chunk_smem_bytes(p.dk, bv);
+  while (bv > 4 && gdn_chunked_smem_bytes(p.dk, bv) > max_smem_bytes) bv /= 2;
+  const size_t bytes = gdn_chunked_smem_bytes(p.dk, bv);
   if (bytes > max_smem_bytes) return false;
   if (seqs.num_seqs <= 0 || p.Hv <= 0 || p.dv <= 0) return true;
   if (p.dtype == DType::kBF16)

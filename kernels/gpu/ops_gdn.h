@@ -58,8 +58,10 @@ struct GdnLayer {
 // across a sequence's tokens, read and written once per launch.
 void gdn_recurrent(const GdnLayer& p, const GdnSeqs& seqs, Stream stream);
 
-// The chunked WY form (chunks of kGdnChunk tokens, state carried across chunks). Returns false,
-// launching nothing, when even its smallest tile needs more than max_smem_bytes of shared memory.
+// The chunked WY form (chunks of kGdnChunk tokens, state carried across chunks), in tiles of up
+// to 32 V-rows: the widest whose shared memory fits max_smem_bytes. Returns false, launching
+// nothing, when even a 4-row tile does not fit (the caller then runs the recurrence).
 bool gdn_chunked(const GdnLayer& p, const GdnSeqs& seqs, size_t max_smem_bytes, Stream stream);
+size_t gdn_chunked_smem_bytes(int dk, int v_tile);
 
 }  // namespace ds::gpu

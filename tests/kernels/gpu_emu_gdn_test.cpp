@@ -291,14 +291,16 @@ TEST(GpuEmuGdn, ChunkedKernelStateEveryTile) {
                          g.data() + t0 * Hv + h, beta.data() + t0 * Hv + h, Hv, want_o.data() + t0 * Hv * dv + h * dv,
                          Hv * dv);
     }
-  // V tiles of 32, 16, 8 and 4 rows.
-  for (size_t smem_kib : {size_t{227}, size_t{40}, size_t{33}, size_t{30}}) {
+  // V tiles of 32, 16, 8 and 4 rows: the widest that fits is chosen.
+  for (int tile : {32, 16, 8, 4}) {
+    const size_t smem = gpu::gdn_chunked_smem_bytes(dk, tile);
+    ASSERT_LT(smem, gpu::gdn_chunked_smem_bytes(dk, 2 * tile));
     std::vector<float> o(v.size()), st = state0;
     gpu::GdnLayer p;
     p.q = q.data(), p.k = k.data(), p.v = v.data(), p.ldq = dk, p.ldk = dk, p.ldv = Hv * dv;
     p.g = g.data(), p.beta = beta.data(), p.ldg = Hv, p.ldbeta = Hv, p.o = o.data(), p.ldo = Hv * dv;
     p.Hk = Hk, p.Hv = Hv, p.dk = dk, p.dv = dv, p.state = st.data(), p.slot_floats = slot_floats;
-    ASSERT_TRUE(gpu::gdn_chunked(p, {cu.data(), slots.data(), S, 135}, smem_kib * 1024, nullptr)) << smem_kib;
+    ASSERT_TRUE(gpu::gdn_chunked(p, {cu.data(), slots.data(), S, 135}, smem, nullptr)) << tile;
     for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], want_o[i], 1e-4 * (1 + std::fabs(want_o[i]))) << i;
     for (size_t i = 0; i < st.size(); ++i) ASSERT_NEAR(st[i], want_s[i], 1e-4 * (1 + std::fabs(want_s[i]))) << i;
   }
@@ -306,7 +308,7 @@ TEST(GpuEmuGdn, ChunkedKernelStateEveryTile) {
   std::vector<float> st = state0;
   gpu::GdnLayer p;
   p.Hk = Hk, p.Hv = Hv, p.dk = dk, p.dv = dv, p.state = st.data();
-  EXPECT_FALSE(gpu::gdn_chunked(p, {cu.data(), slots.data(), S, 135}, 4096, nullptr));
+  EXPECT_FALSE(gpu::gdn_chunked(p, {cu.data(), slots.data(), S, 135}, gpu::gdn_chunked_smem_bytes(dk, 4) - 4, nullptr));
 }
 
 }  // namespace
