@@ -84,7 +84,7 @@ void compare(const std::string& name, F body) {
       emu::ScopedOptions scoped(o);
       auto gpu = backend::gpu::make_gpu_backend(0, {});
       ASSERT_TRUE(gpu.is_ok()) << gpu.status().message();
-      ASSERT_TRUE(gpu.value()->reserve_step({16, 4, 4, 16}).is_ok());
+      ASSERT_TRUE(gpu.value()->reserve_step({16, 4, 4, 4}).is_ok());
       const std::vector<double> got = body(*gpu.value());
       ASSERT_EQ(got.size(), want.size()) << name;
       for (size_t i = 0; i < got.size(); ++i)  // ids and ranks exact, logprobs to fp32 rounding
