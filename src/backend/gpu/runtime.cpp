@@ -206,7 +206,7 @@ Result<std::unique_ptr<Runtime>> Runtime::open(int index) {
   rt->stream_ = s;
   const char* sync = std::getenv("DS_GPU_SYNC");
   rt->impl_->sync_after_launch = sync && std::string(sync) == "1";
-  return rt;
+  return Result<std::unique_ptr<Runtime>>(std::move(rt));  // explicit: nvcc does not move into a converting return
 }
 
 Runtime::~Runtime() {
