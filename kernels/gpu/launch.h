@@ -25,9 +25,9 @@ using Stream = void*;  // cudaStream_t / hipStream_t; unused under emulation
 template <typename K>
 inline void allow_smem(K kernel, int bytes) {
 #if defined(DS_GPU_CUDA)
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  (void)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 #elif defined(DS_GPU_HIP)
-  hipFuncSetAttribute(reinterpret_cast<const void*>(kernel), hipFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  (void)hipFuncSetAttribute(reinterpret_cast<const void*>(kernel), hipFuncAttributeMaxDynamicSharedMemorySize, bytes);
 #else
   (void)kernel;
   (void)bytes;

@@ -311,6 +311,7 @@ TEST(BackendOps, LinearRouterExpertsAndSampling) {
   auto run = [&](Backend& be) {
     std::vector<backend::SampleResult> s(R);
     std::vector<backend::PositionLogprobs> lp(R);
+    EXPECT_TRUE(be.reserve_step({256, 8, 64, 64}).is_ok());
     be.sample(logits.act(), rows.data(), s.data());
     be.target_logprobs(logits.act(), targets.data(), top.data(), lp.data());
     std::vector<float> flat;

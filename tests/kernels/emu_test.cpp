@@ -229,7 +229,9 @@ TEST(Emu, Fp16AndBf16ConversionsRoundToNearestEven) {
     const double dn = (h & 0x7fff) ? gpu::to_f32(gpu::f16{static_cast<uint16_t>(h - 1)}) : -got;
     const double err = std::fabs(got - x);
     ASSERT_LE(err, std::fabs(up - x)) << x;
-    if ((h & 0x7fff) != 0) ASSERT_LE(err, std::fabs(dn - x)) << x;
+    if ((h & 0x7fff) != 0) {
+      ASSERT_LE(err, std::fabs(dn - x)) << x;
+    }
     const uint16_t b = gpu::from_f32<gpu::bf16>(x).bits;
     EXPECT_EQ(b, f32_to_bf16(x));
   }

@@ -247,7 +247,8 @@ Result<std::shared_ptr<Backend>> make_gpu_backend(int index, GpuOptions options)
     return invalid_argument("GPU activations must be float32, bfloat16 or float16");
   DS_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::open(index));
   DS_ASSIGN_OR_RETURN(DeviceInfo info, rt->query_memory());
-  std::fprintf(stderr, "deltaserve: %s device %d: %s (%s, %d multiprocessors), %s free of %s\n",
+  if (compiled_vendor() != Vendor::kEmu)
+    std::fprintf(stderr, "deltaserve: %s device %d: %s (%s, %d multiprocessors), %s free of %s\n",
                vendor_name(compiled_vendor()), index, info.name.c_str(), info.arch.c_str(), info.multiprocessors,
                gib(info.free_bytes).c_str(), gib(info.total_bytes).c_str());
   return std::shared_ptr<Backend>(std::make_shared<GpuBackend>(std::move(rt), options));
