@@ -86,6 +86,7 @@ Outcome run_case(Backend& be, const Case& c, int repeats, bool skip_prefix_compa
   const DType a = be.activation_dtype();
   auto* gpu = dynamic_cast<GpuBackend*>(&be);
   std::shared_ptr<void> state = c.setup ? c.setup(be) : nullptr;
+  if (c.setup && !state) return {};  // setup failed: no outputs, the case fails
   if (c.cache.num_attn_layers + c.cache.num_gdn_layers > 0 && !be.allocate_cache(c.cache).is_ok()) return {};
   if (!be.reserve_step({std::max<int64_t>(c.step.tokens(false), c.step.tokens(true)) + 1,
                         static_cast<int>(c.step.n.size()), c.step.width(), std::max<int64_t>(c.step.tokens(false), 1)})

@@ -157,25 +157,31 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                   },
                   [=](Backend& be, const std::vector<Act>& x, void*) { be.moe_route(x[0], top, true, x[1].as<int32_t>(), x[2]); }, nullptr});
     const int64_t N = sm ? 72 : 4096;
+    // The host weight outlives the prepared one: the CPU backend reads dense weights in place.
+    struct LinearState {
+      std::vector<uint16_t> host;
+      std::unique_ptr<PreparedWeight> w;
+    };
     auto wsetup = [=](Backend& be) -> std::shared_ptr<void> {
-      auto w = randn(static_cast<size_t>(N * H), 99, 0.05f);
-      std::vector<uint16_t> wb(w.size());
-      for (size_t i = 0; i < w.size(); ++i) wb[i] = f32_to_bf16(w[i]);
+      auto st = std::make_shared<LinearState>();
+      const auto w = randn(static_cast<size_t>(N * H), 99, 0.05f);
+      for (float x : w) st->host.push_back(f32_to_bf16(x));
       WeightSource src;
       src.name = "selftest linear";
       src.n = N;
       src.k = H;
       src.weight_dtype = DType::kBF16;
-      src.weight = wb.data();
+      src.weight = st->host.data();
       auto p = be.prepare_weight(src, {});
-      if (!p.is_ok()) return nullptr;
-      return std::shared_ptr<void>(std::move(p).value().release(), [](void* q) { delete static_cast<PreparedWeight*>(q); });
+      if (!p.is_ok()) return nullptr;  // the case fails: no outputs
+      st->w = std::move(p).value();
+      return st;
     };
     cs.push_back({"linear bf16", dims({T, H}) + " -> " + std::to_string(N), st, {}, [=](int64_t t, uint32_t s) {
                     return std::vector<Tensor>{act(t, H, s), out(act(t, N, 0))};
                   },
-                  [=](Backend& be, const std::vector<Act>& x, void* w) {
-                    if (w != nullptr) be.linear(*static_cast<PreparedWeight*>(w), x[0], x[1]);
+                  [=](Backend& be, const std::vector<Act>& x, void* st) {
+                    be.linear(*static_cast<LinearState*>(st)->w, x[0], x[1]);
                   },
                   wsetup, static_cast<double>(N * H * 2)});
   }
