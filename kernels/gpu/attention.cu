@@ -2,6 +2,15 @@
 // split-K decode (flash-decoding) with its combine. Softmax in fp32, online form, everywhere.
 #include "kernels/gpu/ops_attention.h"
 
+// Loops over compile-time bounds unroll so their arrays stay in registers (g++ has no such pragma).
+#ifndef DS_UNROLL
+#if defined(DS_GPU_EMU)
+#define DS_UNROLL
+#else
+#define DS_UNROLL _Pragma("unroll")
+#endif
+#endif
+
 namespace ds::gpu {
 namespace {
 
@@ -34,7 +43,7 @@ __global__ void kv_append_kernel(PagedAttention p, const T* k, int64_t k_ld, con
 // shared memory as fp32 rows padded to head_dim+1 floats so that threads reading different rows
 // hit different banks. Eight threads share a query row; each owns head_dim/8 output columns.
 
-constexpr int kBQ = 16, kBK = 16, kRowThreads = kThreads / kBQ;
+constexpr int kBQ = 16, kBK = 16, kRowThreads = kThreads / kBQ, kAccPerThread = kAttnMaxHeadDim / kRowThreads;
 
 size_t prefill_smem_bytes(int head_dim) {
   return sizeof(float) * (static_cast<size_t>(kBQ + kBK) * (head_dim + 1) + kBQ * (kBK + 1));
@@ -60,8 +69,9 @@ __global__ void prefill_kernel(PagedAttention p) {
     qs[r * ld + i] = q0 + r < n_new ? to_f32(q[(row0 + q0 + r) * p.q_ld + int64_t{h} * hd + i]) * p.scale : 0.0f;
   }
   const int r = tid / kRowThreads, sub = tid % kRowThreads;
-  float acc[kAttnMaxHeadDim / kRowThreads];
-  for (float& a : acc) a = 0.0f;
+  float acc[kAccPerThread];
+DS_UNROLL
+  for (int j = 0; j < kAccPerThread; ++j) acc[j] = 0.0f;
   float m = -INFINITY, l = 0.0f;
 
   for (int64_t k0 = 0; k0 < n_keys; k0 += kBK) {
@@ -93,31 +103,80 @@ __global__ void prefill_kernel(PagedAttention p) {
     if (mt == -INFINITY) continue;  // row invalid or fully masked so far; uniform per row, no barrier inside
     const float corr = fast_exp(m - mt);  // m = -inf: 0
     l *= corr;
-    for (int j = 0, i = sub; i < hd; ++j, i += kRowThreads) acc[j] *= corr;
+DS_UNROLL
+    for (int j = 0; j < kAccPerThread; ++j) acc[j] *= corr;
     for (int c = 0; c < kBK; ++c) {
       const float pc = fast_exp(ss[r * (kBK + 1) + c] - mt);
       l += pc;
-      for (int j = 0, i = sub; i < hd; ++j, i += kRowThreads) acc[j] += pc * kvs[c * ld + i];
+DS_UNROLL
+      for (int j = 0; j < kAccPerThread; ++j)
+        if (sub + j * kRowThreads < hd) acc[j] += pc * kvs[c * ld + sub + j * kRowThreads];
     }
     m = mt;
   }
   if (q0 + r >= n_new) return;
   T* out = static_cast<T*>(p.out) + (row0 + q0 + r) * p.out_ld + int64_t{h} * hd;
   const float inv = 1.0f / l;
-  for (int j = 0, i = sub; i < hd; ++j, i += kRowThreads) out[i] = from_f32<T>(acc[j] * inv);
+DS_UNROLL
+  for (int j = 0; j < kAccPerThread; ++j)
+    if (sub + j * kRowThreads < hd) out[sub + j * kRowThreads] = from_f32<T>(acc[j] * inv);
 }
 
 // --- decode -----------------------------------------------------------------------------------
 // One CTA per (context split, group of query heads sharing a KV head, sequence). Each warp walks
-// its keys kKeyUnroll at a time (several rows in flight per warp); a lane holds head_dim/warp
-// elements of q (for every head of the group), of the K/V rows and of the output accumulators, so
-// a score is one warp_sum. The warps' states merge in shared memory at the end.
+// its keys UNROLL at a time (several rows in flight per warp); a lane holds up to PL elements of
+// q (for every head of the group), of the K/V rows and of the output accumulators, so a score is
+// one warp_sum. GMAX and PL are compile-time bounds (every loop over them unrolls, keeping the
+// arrays in registers); group <= GMAX and head_dim <= 32 * PL at run time. The warps' states
+// merge in shared memory at the end.
 
-constexpr int kMaxPerLane = kAttnMaxHeadDim / 32;  // warps are at least 32 wide
-constexpr int kKeyUnroll = 4;
+// Lane `lane`'s j-th element of a row: chunks of V contiguous elements, a warp's chunks side by
+// side, so that one 16-byte load fetches a lane's chunk.
+template <int V>
+DS_DEV int lane_elem(int j, int lane, int ws) {
+  return (j / V) * ws * V + lane * V + j % V;
+}
 
-template <typename T>
+// Loads V elements at p (aligned to V * sizeof(T)) as fp32 with one vector load.
+template <typename T, int V>
+DS_DEV void load_chunk(const T* p, float* out) {
+  struct alignas(V * sizeof(T)) Chunk {
+    T v[V];
+  };
+  const Chunk c = *reinterpret_cast<const Chunk*>(p);
+DS_UNROLL
+  for (int e = 0; e < V; ++e) out[e] = to_f32(c.v[e]);
+}
+
+// PL elements of the row at `row` owned by `lane` (zeros past head_dim). vec: head_dim % V == 0,
+// so chunks are whole and aligned (rows start at multiples of head_dim in a 256-byte aligned pool).
+template <typename T, int PL, int V>
+DS_DEV void load_lane_row(const T* row, int lane, int ws, int hd, bool vec, float* out) {
+  if (vec) {
+DS_UNROLL
+    for (int c = 0; c < PL / V; ++c) {
+      const int i0 = lane_elem<V>(c * V, lane, ws);
+      if (i0 < hd) {
+        load_chunk<T, V>(row + i0, out + c * V);
+      } else {
+DS_UNROLL
+        for (int e = 0; e < V; ++e) out[c * V + e] = 0.0f;
+      }
+    }
+  } else {
+DS_UNROLL
+    for (int j = 0; j < PL; ++j) {
+      const int i = lane_elem<V>(j, lane, ws);
+      out[j] = i < hd ? to_f32(row[i]) : 0.0f;
+    }
+  }
+}
+
+template <typename T, int GMAX, int PL>
 __global__ void decode_kernel(PagedAttention p, int group, int splits, float* part) {
+  constexpr int UNROLL = GMAX * PL >= 32 ? 2 : 4;
+  constexpr int V = PL < 16 / static_cast<int>(sizeof(T)) ? PL : 16 / static_cast<int>(sizeof(T));
+  const bool vec = p.head_dim % V == 0;
   const int split = blockIdx.x, s = blockIdx.z, h0 = blockIdx.y * group, hd = p.head_dim;
   const int kvh = h0 / (p.heads / p.kv_heads);
   const int ws = warp_size(), lane = lane_id(), warp = threadIdx.x / ws, nwarps = blockDim.x / ws;
@@ -127,43 +186,54 @@ __global__ void decode_kernel(PagedAttention p, int group, int splits, float* pa
   const T* kc = static_cast<const T*>(p.k_cache);
   const T* vc = static_cast<const T*>(p.v_cache);
 
-  float qr[kAttnMaxGroup][kMaxPerLane], acc[kAttnMaxGroup][kMaxPerLane], m[kAttnMaxGroup], l[kAttnMaxGroup];
-  for (int g = 0; g < kAttnMaxGroup; ++g) {
+  float qr[GMAX][PL], acc[GMAX][PL], m[GMAX], l[GMAX];
+DS_UNROLL
+  for (int g = 0; g < GMAX; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
-    for (int j = 0; j < kMaxPerLane; ++j) {
-      const int i = lane + j * ws;
+DS_UNROLL
+    for (int j = 0; j < PL; ++j) {
+      const int i = lane_elem<V>(j, lane, ws);
       acc[g][j] = 0.0f;
       qr[g][j] = g < group && i < hd ? to_f32(q[int64_t{h0 + g} * hd + i]) * p.scale : 0.0f;
     }
   }
-  for (int64_t kb = k_begin + int64_t{warp} * kKeyUnroll; kb < k_end; kb += int64_t{nwarps} * kKeyUnroll) {
-    const int nk = k_end - kb < kKeyUnroll ? static_cast<int>(k_end - kb) : kKeyUnroll;  // warp-uniform
-    float kr[kKeyUnroll][kMaxPerLane], vr[kKeyUnroll][kMaxPerLane];
-    for (int u = 0; u < kKeyUnroll; ++u) {
-      const int64_t off = u < nk ? cache_offset(p, s, kb + u, kvh) : 0;
-      for (int j = 0; j < kMaxPerLane; ++j) {
-        const int i = lane + j * ws;
-        const bool ok = u < nk && i < hd;
-        kr[u][j] = ok ? to_f32(kc[off + i]) : 0.0f;
-        vr[u][j] = ok ? to_f32(vc[off + i]) : 0.0f;
+  for (int64_t kb = k_begin + int64_t{warp} * UNROLL; kb < k_end; kb += int64_t{nwarps} * UNROLL) {
+    const int nk = k_end - kb < UNROLL ? static_cast<int>(k_end - kb) : UNROLL;  // warp-uniform
+    float kr[UNROLL][PL], vr[UNROLL][PL];
+DS_UNROLL
+    for (int u = 0; u < UNROLL; ++u) {
+      if (u < nk) {
+        const int64_t off = cache_offset(p, s, kb + u, kvh);
+        load_lane_row<T, PL, V>(kc + off, lane, ws, hd, vec, kr[u]);
+        load_lane_row<T, PL, V>(vc + off, lane, ws, hd, vec, vr[u]);
+      } else {
+DS_UNROLL
+        for (int j = 0; j < PL; ++j) kr[u][j] = vr[u][j] = 0.0f;
       }
     }
-    for (int g = 0; g < group; ++g) {
-      float sc[kKeyUnroll], mt = m[g];
-      for (int u = 0; u < kKeyUnroll; ++u) {
+DS_UNROLL
+    for (int g = 0; g < GMAX; ++g) {
+      if (g >= group) break;  // uniform over the block
+      float sc[UNROLL], mt = m[g];
+DS_UNROLL
+      for (int u = 0; u < UNROLL; ++u) {
         float d = 0.0f;
-        for (int j = 0; j < kMaxPerLane; ++j) d += qr[g][j] * kr[u][j];
+DS_UNROLL
+        for (int j = 0; j < PL; ++j) d += qr[g][j] * kr[u][j];
         sc[u] = u < nk ? warp_sum(d) : -INFINITY;
         mt = fmaxf(mt, sc[u]);
       }
-      const float corr = fast_exp(m[g] - mt);
+      const float corr = fast_exp(m[g] - mt);  // m = -inf: 0
       l[g] *= corr;
-      for (int j = 0; j < kMaxPerLane; ++j) acc[g][j] *= corr;
-      for (int u = 0; u < nk; ++u) {
-        const float pu = fast_exp(sc[u] - mt);
+DS_UNROLL
+      for (int j = 0; j < PL; ++j) acc[g][j] *= corr;
+DS_UNROLL
+      for (int u = 0; u < UNROLL; ++u) {
+        const float pu = fast_exp(sc[u] - mt);  // key past the split: 0
         l[g] += pu;
-        for (int j = 0; j < kMaxPerLane; ++j) acc[g][j] += pu * vr[u][j];
+DS_UNROLL
+        for (int j = 0; j < PL; ++j) acc[g][j] += pu * vr[u][j];
       }
       m[g] = mt;
     }
@@ -172,14 +242,19 @@ __global__ void decode_kernel(PagedAttention p, int group, int splits, float* pa
   // Merge the warps: per warp and head [max, sum, acc[head_dim]] in shared memory.
   const int row = kPartHeader + hd;
   float* ws_state = smem<float>();
-  for (int g = 0; g < group; ++g) {
+DS_UNROLL
+  for (int g = 0; g < GMAX; ++g) {
+    if (g >= group) break;
     float* w = ws_state + (warp * group + g) * row;
     if (lane == 0) {
       w[0] = m[g];
       w[1] = l[g];
     }
-    for (int j = 0; j < kMaxPerLane; ++j)
-      if (lane + j * ws < hd) w[kPartHeader + lane + j * ws] = acc[g][j];
+DS_UNROLL
+    for (int j = 0; j < PL; ++j) {
+      const int i = lane_elem<V>(j, lane, ws);
+      if (i < hd) w[kPartHeader + i] = acc[g][j];
+    }
   }
   __syncthreads();
   for (int e = threadIdx.x; e < group * hd; e += blockDim.x) {
@@ -243,7 +318,13 @@ void launch_all(const PagedAttention& p, int64_t max_new_tokens, int splits, flo
   const int group = attention_decode_group(p.heads, p.kv_heads);
   // Shared memory for the warp merge: sized for the narrowest warp (most warps).
   const int bytes = static_cast<int>(sizeof(float) * (kThreads / 32) * group * (kPartHeader + p.head_dim));
-  auto k = decode_kernel<T>;
+  const int pl = p.head_dim <= 64 ? 2 : p.head_dim <= 128 ? 4 : 8;  // per-lane elements at warp 32
+  const int gmax = group == 1 ? 1 : group == 2 ? 2 : group <= 4 ? 4 : 8;
+  auto k = decode_kernel<T, 8, 8>;
+  if (gmax == 1) k = pl == 2 ? decode_kernel<T, 1, 2> : pl == 4 ? decode_kernel<T, 1, 4> : decode_kernel<T, 1, 8>;
+  if (gmax == 2) k = pl == 2 ? decode_kernel<T, 2, 2> : pl == 4 ? decode_kernel<T, 2, 4> : decode_kernel<T, 2, 8>;
+  if (gmax == 4) k = pl == 2 ? decode_kernel<T, 4, 2> : pl == 4 ? decode_kernel<T, 4, 4> : decode_kernel<T, 4, 8>;
+  if (gmax == 8) k = pl == 2 ? decode_kernel<T, 8, 2> : pl == 4 ? decode_kernel<T, 8, 4> : decode_kernel<T, 8, 8>;
   allow_smem(k, bytes);
   DS_LAUNCH(k, dim3(splits, p.heads / group, p.num_seqs), kThreads, bytes, stream, p, group, splits, partials);
   if (splits > 1) {
