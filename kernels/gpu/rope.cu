@@ -23,19 +23,29 @@ __global__ void rope_kernel(T* x, int64_t ldx, const int64_t* pos, int heads, in
   float* cs = smem<float>();
   float* sn = cs + half;
   const int64_t t = blockIdx.x;
+  const int nvh = half / V;  // vectors per half-rotation of one head
+  const int n = heads * nvh;
+  T* row = x + t * ldx;
+  auto at = [&](int q) { return row + static_cast<int64_t>(q / nvh) * head_dim + (q % nvh) * V; };
+  // The first pair is loaded before the table so that its latency overlaps the cos/sin.
+  float a[V] = {}, b[V] = {};
+  if (static_cast<int>(threadIdx.x) < n) {
+    load_vec<T, V>(at(threadIdx.x), a);
+    load_vec<T, V>(at(threadIdx.x) + half, b);
+  }
   for (int j = threadIdx.x; j < half; j += blockDim.x) {
     const float ang = static_cast<float>(pos[t * 3 + tab.row[j]]) * tab.inv_freq[j];
     cs[j] = cosf(ang);
     sn[j] = sinf(ang);
   }
   __syncthreads();
-  const int nvh = half / V;  // vectors per half-rotation of one head
-  for (int q = threadIdx.x; q < heads * nvh; q += blockDim.x) {
-    const int h = q / nvh, i = (q - h * nvh) * V;
-    T* v = x + t * ldx + static_cast<int64_t>(h) * head_dim + i;
-    float a[V], b[V];
-    load_vec<T, V>(v, a);
-    load_vec<T, V>(v + half, b);
+  for (int q = threadIdx.x; q < n; q += blockDim.x) {
+    T* v = at(q);
+    if (q != static_cast<int>(threadIdx.x)) {
+      load_vec<T, V>(v, a);
+      load_vec<T, V>(v + half, b);
+    }
+    const int i = (q % nvh) * V;
     float ra[V], rb[V];
     DS_UNROLL
     for (int e = 0; e < V; ++e) {
