@@ -32,6 +32,49 @@ Shape decode_shape(int seqs, int64_t ctx) {
 }
 Shape prefill_shape(int64_t len) { return {{0, 0, len / 3}, {len, len / 2 + 1, len / 3}}; }
 
+// Dense bf16 weights (and optionally an embedding table) prepared on one backend; the host copies
+// outlive the prepared ones (the CPU backend reads dense weights in place).
+struct Weights {
+  std::vector<std::vector<uint16_t>> host;
+  std::vector<std::unique_ptr<PreparedWeight>> w;
+  std::vector<const PreparedWeight*> ptr;
+  EmbeddingTable table;
+};
+
+Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t table_rows = 0, int64_t table_dim = 0) {
+  return [=](Backend& be) -> std::shared_ptr<void> {
+    auto st = std::make_shared<Weights>();
+    uint32_t seed = 99;
+    auto bf16_of = [&](int64_t n) {
+      std::vector<uint16_t> h;
+      for (float x : randn(static_cast<size_t>(n), seed++, 0.05f)) h.push_back(f32_to_bf16(x));
+      return h;
+    };
+    for (const auto& [n, k] : shapes) {
+      st->host.push_back(bf16_of(n * k));
+      WeightSource src;
+      src.name = "selftest weight";
+      src.n = n;
+      src.k = k;
+      src.weight_dtype = DType::kBF16;
+      src.weight = st->host.back().data();
+      auto p = be.prepare_weight(src, {});
+      if (!p.is_ok()) return nullptr;  // the case fails: no outputs
+      st->w.push_back(std::move(p).value());
+      st->ptr.push_back(st->w.back().get());
+    }
+    if (table_rows > 0) {
+      st->host.push_back(bf16_of(table_rows * table_dim));
+      for (auto& x : st->host.back()) x = f32_to_bf16(bf16_to_f32(x) * 20.0f);
+      auto t = be.prepare_embedding({DType::kBF16, st->host.back().data(), table_rows, table_dim});
+      if (!t.is_ok()) return nullptr;
+      st->table = *t;
+    }
+    return st;
+  };
+}
+Weights& weights(void* st) { return *static_cast<Weights*>(st); }
+
 }  // namespace
 
 std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
@@ -157,33 +200,66 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                   },
                   [=](Backend& be, const std::vector<Act>& x, void*) { be.moe_route(x[0], top, true, x[1].as<int32_t>(), x[2]); }, nullptr});
     const int64_t N = sm ? 72 : 4096;
-    // The host weight outlives the prepared one: the CPU backend reads dense weights in place.
-    struct LinearState {
-      std::vector<uint16_t> host;
-      std::unique_ptr<PreparedWeight> w;
-    };
-    auto wsetup = [=](Backend& be) -> std::shared_ptr<void> {
-      auto st = std::make_shared<LinearState>();
-      const auto w = randn(static_cast<size_t>(N * H), 99, 0.05f);
-      for (float x : w) st->host.push_back(f32_to_bf16(x));
-      WeightSource src;
-      src.name = "selftest linear";
-      src.n = N;
-      src.k = H;
-      src.weight_dtype = DType::kBF16;
-      src.weight = st->host.data();
-      auto p = be.prepare_weight(src, {});
-      if (!p.is_ok()) return nullptr;  // the case fails: no outputs
-      st->w = std::move(p).value();
-      return st;
-    };
     cs.push_back({"linear bf16", dims({T, H}) + " -> " + std::to_string(N), st, {}, [=](int64_t t, uint32_t s) {
                     return std::vector<Tensor>{act(t, H, s), out(act(t, N, 0))};
                   },
-                  [=](Backend& be, const std::vector<Act>& x, void* st) {
-                    be.linear(*static_cast<LinearState*>(st)->w, x[0], x[1]);
+                  [=](Backend& be, const std::vector<Act>& x, void* w) { be.linear(*weights(w).ptr[0], x[0], x[1]); },
+                  dense_weights({{N, H}}), static_cast<double>(N * H * 2)});
+    // fp32 output under 16-bit activations: the router and lm_head.
+    cs.push_back({"linear -> fp32", dims({T, H}) + " -> " + std::to_string(E), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, H, s), out(f32(t, E, 0))};
                   },
-                  wsetup, static_cast<double>(N * H * 2)});
+                  [=](Backend& be, const std::vector<Act>& x, void* w) { be.linear(*weights(w).ptr[0], x[0], x[1]); },
+                  dense_weights({{E, H}}), static_cast<double>(E * H * 2)});
+    cs.push_back({"linear_shared_input", dims({T, H}) + " -> 3 outputs", st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, H, s), out(act(t, N, 0)), out(act(t, I, 0)), out(act(t, 7, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void* w) {
+                    const Act ys[3] = {x[1], x[2], x[3]};
+                    be.linear_shared_input(x[0], weights(w).ptr.data(), ys, 3);
+                  },
+                  dense_weights({{N, H}, {I, H}, {7, H}}), static_cast<double>((N + I + 7) * H * 2)});
+    const int64_t V = sm ? 300 : 32000;
+    cs.push_back({"embed", dims({T, H}) + " of " + std::to_string(V), st, {}, [=](int64_t t, uint32_t) {
+                    return std::vector<Tensor>{out(act(t, H, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void* w) { be.embed(weights(w).table, x[0]); },
+                  dense_weights({}, V, H)});
+    cs.push_back({"gather_logit_rows", dims({T, H}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, H, s), out(act(t, H, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) { be.gather_logit_rows(x[0], 0, x[1]); }, nullptr});
+    // The gates as the model feeds them: a and b in the activation type.
+    cs.push_back({"gdn_gates (act in)", dims({T, Hv}), st, {}, [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, Hv, s), act(t, Hv, s + 1), f32(1, Hv, s + 2, 0.3f), f32(1, Hv, s + 3),
+                                               out(f32(t, Hv, 0)), out(f32(t, Hv, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void*) {
+                    be.gdn_gates(x[0], x[1], x[2].as<float>(), x[3].as<float>(), x[4], x[5]);
+                  }, nullptr});
+    // Experts (dense here; GPTQ experts are the next issue's kernels): routed ids from the router.
+    const int Ex = sm ? 6 : 16, tk = 2;
+    const int64_t Ie = sm ? 24 : 256;
+    std::vector<std::pair<int64_t, int64_t>> shapes;
+    for (int e = 0; e < Ex; ++e) shapes.insert(shapes.end(), {{Ie, H}, {Ie, H}, {H, Ie}});
+    cs.push_back({"moe_experts", dims({T, H}) + " " + std::to_string(Ex) + " experts top 2", st, {},
+                  [=](int64_t t, uint32_t s) {
+                    return std::vector<Tensor>{act(t, H, s), f32(t, Ex, s + 1, 2.0f),
+                                               Tensor{Kind::kI32, t, tk, std::vector<float>(static_cast<size_t>(t * tk)), false},
+                                               f32(t, tk, 0), out(act(t, H, 0))};
+                  },
+                  [=](Backend& be, const std::vector<Act>& x, void* w) {
+                    auto& ws = weights(w);
+                    std::vector<const PreparedWeight*> g, u, d;
+                    for (int e = 0; e < Ex; ++e) {
+                      g.push_back(ws.ptr[static_cast<size_t>(3 * e)]);
+                      u.push_back(ws.ptr[static_cast<size_t>(3 * e + 1)]);
+                      d.push_back(ws.ptr[static_cast<size_t>(3 * e + 2)]);
+                    }
+                    be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
+                    be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, g.data(), u.data(), d.data(), x[4]);
+                  },
+                  dense_weights(shapes)});
   }
   return cs;
 }
