@@ -2,14 +2,6 @@
 // split-K decode (flash-decoding) with its combine. Softmax in fp32, online form, everywhere.
 #include "kernels/gpu/ops_attention.h"
 
-// Loops over compile-time bounds unroll so their arrays stay in registers (g++ has no such pragma).
-#ifndef DS_UNROLL
-#if defined(DS_GPU_EMU)
-#define DS_UNROLL
-#else
-#define DS_UNROLL _Pragma("unroll")
-#endif
-#endif
 
 namespace ds::gpu {
 namespace {

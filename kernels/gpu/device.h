@@ -23,6 +23,14 @@
 
 #define DS_DEV __device__ __forceinline__
 
+// Loops over compile-time bounds unroll so their arrays stay in registers; the host compiler has
+// no such pragma.
+#if defined(DS_GPU_EMU)
+#define DS_UNROLL
+#else
+#define DS_UNROLL _Pragma("unroll")
+#endif
+
 namespace ds::gpu {
 
 // --- the warp -------------------------------------------------------------------------------

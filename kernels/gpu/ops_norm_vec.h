@@ -8,14 +8,6 @@
 #include "deltaserve/core/dtype.h"
 #include "kernels/gpu/launch.h"
 
-// Unrolled loops on the device; the host compiler (DS_EMU) does not know `DS_UNROLL`.
-#ifndef DS_UNROLL
-#if defined(DS_GPU_EMU)
-#define DS_UNROLL
-#else
-#define DS_UNROLL _Pragma("unroll")
-#endif
-#endif
 
 namespace ds::gpu {
 

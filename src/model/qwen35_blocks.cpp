@@ -88,7 +88,7 @@ Status Qwen35Model::mlp_block(const Layer& L, int64_t T, backend::Act x, backend
   const backend::Act logits = w.router_logits.rows_view(0, T), weights = w.route_weights.rows_view(0, T);
   be.linear(*L.router, x, logits);
   be.moe_route(logits, c.num_experts_per_tok, c.norm_topk_prob, w.route_ids, weights);
-  be.moe_experts(x, w.route_ids, weights, c.num_experts_per_tok, L.e_gate_p.data(), L.e_up_p.data(),
+  be.moe_experts(x, w.route_ids, weights, c.num_experts_per_tok, static_cast<int>(L.e_gate_p.size()), L.e_gate_p.data(), L.e_up_p.data(),
                  L.e_down_p.data(), out);
   if (L.gate) {
     const backend::Act shared = w.shared.rows_view(0, T), sgate = w.shared_gate.rows_view(0, T);

@@ -288,7 +288,7 @@ TEST(BackendOps, LinearRouterExpertsAndSampling) {
               }
               std::vector<int32_t> ids(static_cast<size_t>(b[0].rows * top_k));
               be.moe_route(b[0].act(), top_k, true, ids.data(), b[2].act());
-              be.moe_experts(b[1].act(), ids.data(), b[2].act(), top_k, g.data(), u.data(), d.data(), b[3].act());
+              be.moe_experts(b[1].act(), ids.data(), b[2].act(), top_k, E, g.data(), u.data(), d.data(), b[3].act());
             }, 1e-4);
   }
   // Sampling and target logprobs: identical ids and logprobs on every backend.

@@ -414,7 +414,7 @@ TEST(CpuOps, MoeExpertsMatchDenseReference) {
   const int32_t ids[T * top_k] = {0, 3, 3, 5, 1, 0, 3, 2, 5, 4};
   const float wts[T * top_k] = {0.6f, 0.4f, 0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f, 0.2f, 0.8f};
   std::vector<float> out(static_cast<size_t>(T * H));
-  be.moe_experts(test::host_act(x.data(), T, H), ids, test::host_act(wts, T, top_k), top_k, g.data(), u.data(), d.data(),
+  be.moe_experts(test::host_act(x.data(), T, H), ids, test::host_act(wts, T, top_k), top_k, static_cast<int>(g.size()), g.data(), u.data(), d.data(),
                  test::host_act(out.data(), T, H));
   for (int64_t t = 0; t < T; ++t) {
     std::vector<double> ref(static_cast<size_t>(H), 0.0);

@@ -255,7 +255,7 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, DType act, 
     const Act oa = d.put(std::vector<float>(static_cast<size_t>(T * (H + 2)), 0.0f), dt, T, H, H + 2);
     auto ids = be.alloc(static_cast<size_t>(T * top_k) * 4, "ids").value();
     be.moe_route(la, top_k, true, static_cast<int32_t*>(ids->data()), wa);
-    be.moe_experts(xa, static_cast<int32_t*>(ids->data()), wa, top_k, g.data(), u.data(), dn.data(), oa);
+    be.moe_experts(xa, static_cast<int32_t*>(ids->data()), wa, top_k, static_cast<int>(g.size()), g.data(), u.data(), dn.data(), oa);
     return d.get(oa);
   });
 }

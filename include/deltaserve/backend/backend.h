@@ -210,8 +210,9 @@ class Backend {
                            Act o) = 0;
   // Router: fp32 softmax over logits [T][E], top_k ids [T][top_k] (device int32) and weights.
   virtual void moe_route(Act logits, int top_k, bool renormalize, int32_t* ids, Act weights) = 0;
-  // out[T][H] = sum over each token's slots of weight * down(silu(gate(x)) * up(x)).
-  virtual void moe_experts(Act x, const int32_t* ids, Act weights, int top_k, const PreparedWeight* const* gate,
+  // out[T][H] = sum over each token's slots of weight * down(silu(gate(x)) * up(x)); gate, up and
+  // down hold num_experts weights each (ids index them).
+  virtual void moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int num_experts, const PreparedWeight* const* gate,
                            const PreparedWeight* const* up, const PreparedWeight* const* down, Act out) = 0;
   virtual void silu_mul(Act gate, Act up, Act out) = 0;
   virtual void sigmoid_gate(Act x, Act gate) = 0;  // x *= sigmoid(gate)

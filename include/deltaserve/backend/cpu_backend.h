@@ -75,7 +75,7 @@ class CpuBackend : public Backend {
   void gdn_decode(int layer, Act q, Act k, Act v, Act g, Act beta, int Hk, int Hv, int dk, int dv, Act o) override;
   void gdn_prefill(int layer, Act q, Act k, Act v, Act g, Act beta, int Hk, int Hv, int dk, int dv, Act o) override;
   void moe_route(Act logits, int top_k, bool renormalize, int32_t* ids, Act weights) override;
-  void moe_experts(Act x, const int32_t* ids, Act weights, int top_k, const PreparedWeight* const* gate,
+  void moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int num_experts, const PreparedWeight* const* gate,
                    const PreparedWeight* const* up, const PreparedWeight* const* down, Act out) override;
   void silu_mul(Act gate, Act up, Act out) override;
   void sigmoid_gate(Act x, Act gate) override;

@@ -345,7 +345,7 @@ void CpuBackend::moe_route(Act logits, int top_k, bool renormalize, int32_t* ids
                        f32(weights) + t * weights.ld);
 }
 
-void CpuBackend::moe_experts(Act xa, const int32_t* ids, Act wa, int top_k, const PreparedWeight* const* gate,
+void CpuBackend::moe_experts(Act xa, const int32_t* ids, Act wa, int top_k, int num_experts, const PreparedWeight* const* gate,
                              const PreparedWeight* const* up, const PreparedWeight* const* down, Act outa) {
   const int64_t T = xa.rows, H = xa.cols;
   const float* x = f32(xa);

@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "kernels/gpu/ops_moe.h"
@@ -32,11 +30,6 @@ const GpuDenseWeight& dense(const PreparedWeight* w, const char* op) {
   if (!d) fail(op, "the GPU backend only runs dense bf16/fp16/fp32 weights (quantized GEMM is issue 12)");
   return *d;
 }
-
-// The expert count is the router's logits width; moe_experts' signature does not carry it, so
-// the router of the same layer records it (ops run in order on one thread per backend).
-std::mutex g_experts_mu;
-std::unordered_map<const void*, int> g_num_experts;
 
 // Work area for the experts when reserve_step knows neither H nor I: up to 256 MiB, enough for
 // max_tokens * 16 pairs of H + I <= 4096; moe_experts runs in token passes when it is not.
@@ -70,26 +63,17 @@ void GpuBackend::moe_route(Act logits, int top_k, bool renormalize, int32_t* ids
     fail("moe_route", "needs top_k <= experts, experts <= " + std::to_string(ds::gpu::kMaxExperts) +
                           " and top_k <= " + std::to_string(ds::gpu::kMaxTopK) + "; got E=" + std::to_string(E) +
                           " top_k=" + std::to_string(top_k));
-  {
-    std::lock_guard<std::mutex> lock(g_experts_mu);
-    g_num_experts[this] = E;
-  }
   ds::gpu::moe_route(logits.as<float>(), logits.ld, logits.rows, E, top_k, renormalize, ids, weights.as<float>(),
                      weights.ld, rt_->stream());
   check("moe_route", "logits=" + dims(logits) + " top_k=" + std::to_string(top_k));
 }
 
-void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, const PreparedWeight* const* gate,
+void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int num_experts, const PreparedWeight* const* gate,
                              const PreparedWeight* const* up, const PreparedWeight* const* down, Act out) {
   const int64_t T = x.rows;
   if (T == 0) return;
-  int E = 0;
-  {
-    std::lock_guard<std::mutex> lock(g_experts_mu);
-    auto it = g_num_experts.find(this);
-    if (it != g_num_experts.end()) E = it->second;
-  }
-  if (E == 0) fail("moe_experts", "called before moe_route (the expert count comes from the router)");
+  const int E = num_experts;
+  if (E <= 0 || E > ds::gpu::kMaxExperts) fail("moe_experts", "expert count " + std::to_string(E) + " out of range");
   // Device tables of the experts' weight pointers, uploaded into the scratch head each call.
   std::vector<const void*> table(3 * static_cast<size_t>(E));
   DType wt = DType::kUnknown;

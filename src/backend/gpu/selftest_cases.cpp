@@ -257,7 +257,7 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                       d.push_back(ws.ptr[static_cast<size_t>(3 * e + 2)]);
                     }
                     be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
-                    be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, g.data(), u.data(), d.data(), x[4]);
+                    be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, g.data(), u.data(), d.data(), x[4]);
                   },
                   dense_weights(shapes)});
   }

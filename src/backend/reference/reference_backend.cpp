@@ -209,7 +209,7 @@ class ReferenceBackend : public Backend {
       kernels::moe_route(f(logits) + t * logits.ld, logits.cols, top_k, renormalize, ids + t * top_k,
                          f(weights) + t * weights.ld);
   }
-  void moe_experts(Act x, const int32_t* ids, Act wts, int top_k, const PreparedWeight* const* gate,
+  void moe_experts(Act x, const int32_t* ids, Act wts, int top_k, int num_experts, const PreparedWeight* const* gate,
                    const PreparedWeight* const* up, const PreparedWeight* const* down, Act out) override {
     for (int64_t t = 0; t < x.rows; ++t) {
       float* o = f(out) + t * out.ld;
