@@ -16,6 +16,7 @@
 #include "deltaserve/server/tokenizer_codec.h"
 #include "deltaserve/text/tokenizer/tokenizer.h"
 #include "model_factory.h"
+#include "selftest_cli.h"
 
 namespace {
 
@@ -23,6 +24,15 @@ namespace {
 ds::Result<ds::server::ServedModel> load_real_model(const ds::server::ServeArgs& a, const ds::server::Environment& env,
                                                     ds::server::ServerConfig* sc) {
   ds::server::ServedModel served;
+  if (a.selftest) {
+    DS_ASSIGN_OR_RETURN(ds::model::DeviceKind kind, ds::model::parse_device(a.device));
+    DS_ASSIGN_OR_RETURN(ds::model::DeviceChoice choice, ds::model::choose_device(kind, ds::cli::device_availability()));
+    if (choice.kind == ds::model::DeviceKind::kCpu) {
+      DS_INFO << "--selftest: serving on the CPU backend, no GPU kernels to check";
+    } else if (ds::cli::run_selftest_command(ds::model::device_kind_name(choice.kind), "all", "", 5) != 0) {
+      return ds::internal_error("--selftest: a GPU kernel disagrees with the CPU backend (table above); not serving");
+    }
+  }
   ds::model::LoadOptions lo;
   lo.revision = a.revision;
   DS_ASSIGN_OR_RETURN(ds::model::ModelDesc desc, ds::model::load_model(a.model, lo));

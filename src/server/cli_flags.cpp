@@ -165,6 +165,7 @@ std::vector<FlagSpec> build() {
     a.device = v.text;
     return Status::ok();
   }));
+  t.push_back(honour("selftest", K::kBool, [](ServeArgs& a, const FlagValue& v) { a.selftest = v.as_bool(); return Status::ok(); }));
   t.push_back(honour("max-model-len", K::kHumanInt, [](ServeArgs& a, const FlagValue& v) {
     auto n = parse_human_int(v.text);
     if (!n) return bad("max-model-len", "invalid human_readable_int value: '" + v.text + "'");

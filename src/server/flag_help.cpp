@@ -64,6 +64,7 @@ const std::map<std::string, FlagHelp>& help_table() {
       {"enable-expert-parallel", {"", "Shard MoE experts across ranks instead of tensor-parallel splits.", "False"}},
       {"distributed-executor-backend", {"BACKEND", "Executor for distributed ranks: mp, ray, uni, external_launcher.", "None"}},
       {"device", {"DEVICE", "Backend: auto (a GPU when this build has one and a device is present), cuda, rocm, cpu.", "auto"}},
+      {"selftest", {"", "Before loading, run `deltaserve selftest` on the chosen GPU and refuse to serve if a kernel disagrees with the CPU backend.", "False"}},
       {"gpu-memory-utilization", {"F", "Fraction of GPU memory for weights, activations and cache, in (0, 1].", "0.9"}},
       {"kv-cache-memory-bytes", {"BYTES", "Cache size in bytes (8G, 512M); overrides --gpu-memory-utilization and VLLM_CPU_KVCACHE_SPACE.", "None (CPU: 4 GiB)"}},
       {"kv-cache-dtype", {"DTYPE", "KV cache dtype: auto, bfloat16, float16, fp8*.", "auto"}},

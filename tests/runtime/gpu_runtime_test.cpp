@@ -219,5 +219,22 @@ TEST(DeviceChoice, GenerateOnThisBuild) {
   EXPECT_NE(out.find("invalid choice: 'tpu'"), std::string::npos) << out;
 }
 
+// `deltaserve selftest` on a build without a GPU backend says so and fails; its flags are checked;
+// `serve --selftest` on the CPU has nothing to check and goes on to load the model.
+TEST(DeviceChoice, SelftestOnThisBuild) {
+  if (!std::filesystem::exists(std::string(DS_BINARY_DIR) + "/deltaserve")) GTEST_SKIP() << "needs the binary";
+  int rc = 0;
+  std::string out = run_cli("selftest", &rc);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("built without a GPU backend"), std::string::npos) << out;
+  out = run_cli("selftest --repeats many", &rc);
+  EXPECT_EQ(rc, 2) << out;
+  out = run_cli("selftest --help", &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("--only OP"), std::string::npos) << out;
+  out = run_cli("serve --help", &rc);
+  EXPECT_NE(out.find("--selftest"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace ds

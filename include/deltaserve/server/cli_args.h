@@ -30,6 +30,7 @@ struct ServeArgs {
   int tensor_parallel_size = 1;
   std::string dtype = "auto";
   std::string device = "auto";  // auto | cuda | rocm | cpu (vLLM removed --device; users still pass it)
+  bool selftest = false;        // check every GPU kernel against the CPU backend before loading
   std::string quantization;
   std::string kv_cache_dtype = "auto";
   std::optional<int64_t> kv_cache_memory_bytes;
