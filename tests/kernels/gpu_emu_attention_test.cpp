@@ -20,6 +20,7 @@
 #include "kernels/emu/emu.h"
 #include "kernels/gpu/ops_attention.h"
 #include "src/backend/gpu/gpu_backend.h"
+#include "tests/kernels/gpu_emu_check.h"
 
 namespace ds {
 namespace {
@@ -139,36 +140,7 @@ std::vector<float> run(Backend& be, const Case& c, DType values) {
 }
 
 void check_case(const Case& c, DType dt, double atol, double rtol) {
-  auto ref = backend::make_reference_backend();
-  const std::vector<float> want = run(*ref, c, dt);
-  for (int warp : {32, 64}) {
-    std::vector<float> first;
-    for (auto sched : {emu::Schedule::kInOrder, emu::Schedule::kReverse, emu::Schedule::kRandom}) {
-      emu::Options o;
-      o.schedule = sched;
-      o.warp_size = warp;
-      o.seed = 5;
-      emu::ScopedOptions scoped(o);
-      backend::gpu::GpuOptions go;
-      go.activation_dtype = dt;
-      auto gpu = backend::gpu::make_gpu_backend(0, go);
-      ASSERT_TRUE(gpu.is_ok()) << gpu.status().message();
-      const std::vector<float> got = run(*gpu.value(), c, dt);
-      ASSERT_EQ(got.size(), want.size());
-      double worst = 0.0;
-      size_t bad = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        const double err = std::fabs(double{got[i]} - want[i]), tol = atol + rtol * std::fabs(want[i]);
-        worst = std::max(worst, err);
-        if (!(err <= tol)) ++bad;
-      }
-      EXPECT_EQ(bad, 0u) << c.name << " " << dtype_name(dt) << " warp " << warp << " " << emu::schedule_name(sched)
-                         << ": max error " << worst;
-      if (first.empty()) first = got;
-      else EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float)))
-               << c.name << " warp " << warp << ": schedule " << emu::schedule_name(sched) << " changed the bytes";
-    }
-  }
+  test::check_emulated(c.name, dt, atol, rtol, 5, [&](Backend& be) { return run(be, c, dt); });
 }
 
 const double kF32Tol = 2e-5;

@@ -20,6 +20,7 @@
 #include "deltaserve/kernels/cpu.h"
 #include "kernels/emu/emu.h"
 #include "src/backend/gpu/gpu_backend.h"
+#include "tests/kernels/gpu_emu_check.h"
 
 namespace ds {
 namespace {
@@ -88,38 +89,10 @@ struct Dev {
 // the schedules' bytes with each other.
 void check(const std::string& name, DType act, double atol, double rtol,
            const std::function<std::vector<float>(Backend&)>& body) {
-  auto ref = backend::make_reference_backend();
-  ASSERT_TRUE(ref->reserve_step({64, 8, 4, 8}).is_ok());
-  const std::vector<float> want = body(*ref);
-  for (int warp : {32, 64}) {
-    std::vector<float> first;
-    for (auto sched : {emu::Schedule::kInOrder, emu::Schedule::kReverse, emu::Schedule::kRandom}) {
-      emu::Options o;
-      o.schedule = sched;
-      o.warp_size = warp;
-      o.seed = 7;
-      emu::ScopedOptions scoped(o);
-      backend::gpu::GpuOptions go;
-      go.activation_dtype = act;
-      auto gpu = backend::gpu::make_gpu_backend(0, go);
-      ASSERT_TRUE(gpu.is_ok()) << gpu.status().message();
-      ASSERT_TRUE(gpu.value()->reserve_step({64, 8, 4, 8}).is_ok());
-      const std::vector<float> got = body(*gpu.value());
-      ASSERT_EQ(got.size(), want.size());
-      double worst = 0.0;
-      size_t bad = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        const double err = std::fabs(double{got[i]} - want[i]);
-        worst = std::max(worst, err);
-        if (!(err <= atol + rtol * std::fabs(want[i]))) ++bad;
-      }
-      EXPECT_EQ(bad, 0u) << name << " " << dtype_name(act) << " warp " << warp << " " << emu::schedule_name(sched)
-                         << ": max error " << worst;
-      if (first.empty()) first = got;
-      else EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * 4))
-               << name << " warp " << warp << ": schedule " << emu::schedule_name(sched) << " changed the bytes";
-    }
-  }
+  test::check_emulated(name, act, atol, rtol, 7, [&](Backend& be) {
+    EXPECT_TRUE(be.reserve_step({64, 8, 4, 8}).is_ok());
+    return body(be);
+  });
 }
 
 backend::WeightSource dense_source(const std::vector<uint8_t>& w, DType wt, int64_t n, int64_t k,

@@ -22,6 +22,7 @@
 #include "deltaserve/core/dtype.h"
 #include "kernels/emu/emu.h"
 #include "src/backend/gpu/gpu_backend.h"
+#include "tests/kernels/gpu_emu_check.h"
 
 namespace ds {
 namespace {
@@ -105,42 +106,7 @@ std::vector<float> run(Backend& be, const backend::StepMeta& m, DType values, co
 
 void check(const std::string& name, const backend::StepMeta& m, DType dt, const Body& body) {
   const double tol = dt == DType::kF32 ? 1e-5 : dt == DType::kF16 ? 2e-3 : 1.6e-2;  // |err| <= tol * (1 + |want|)
-  auto ref = backend::make_reference_backend();
-  const std::vector<float> want = run(*ref, m, dt, body);
-  for (int warp : {32, 64}) {
-    std::vector<float> first;
-    for (auto sched : {emu::Schedule::kInOrder, emu::Schedule::kReverse, emu::Schedule::kRandom}) {
-      emu::Options o;
-      o.schedule = sched;
-      o.warp_size = warp;
-      o.seed = 7;
-      emu::ScopedOptions scoped(o);
-      backend::gpu::GpuOptions go;
-      go.activation_dtype = dt;
-      auto gpu = backend::gpu::make_gpu_backend(0, go);
-      ASSERT_TRUE(gpu.is_ok()) << gpu.status().message();
-      const std::vector<float> got = run(*gpu.value(), m, dt, body);
-      ASSERT_EQ(got.size(), want.size()) << name;
-      double worst = 0.0;
-      size_t bad = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        const double err = std::fabs(double{got[i]} - want[i]);
-        worst = std::max(worst, err / (1.0 + std::fabs(want[i])));
-        if (!(err <= tol * (1.0 + std::fabs(want[i])))) ++bad;
-      }
-      EXPECT_EQ(bad, 0u) << name << " " << dtype_name(dt) << " warp " << warp << " " << emu::schedule_name(sched)
-                         << ": max relative error " << worst;
-      if (std::getenv("DS_TEST_VERBOSE"))
-        std::printf("%s %s warp %d %s: %zu values, max relative error %.3g\n", name.c_str(), dtype_name(dt), warp,
-                    emu::schedule_name(sched), got.size(), worst);
-      if (first.empty())
-        first = got;
-      else
-        EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float)))
-            << name << " " << dtype_name(dt) << " warp " << warp << ": schedule " << emu::schedule_name(sched)
-            << " changed the bytes";
-    }
-  }
+  test::check_emulated(name, dt, tol, tol, 7, [&](Backend& be) { return run(be, m, dt, body); });
 }
 
 const DType kTypes[] = {DType::kF32, DType::kBF16, DType::kF16};

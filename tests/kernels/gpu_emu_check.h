@@ -1,0 +1,63 @@
+// The GPU-under-emulation check shared by the per-op tests: an op run on the reference backend and
+// on a fresh emulated GPU backend at warp 32 and 64, each under the in-order, reverse and random
+// schedules. Every output is held to atol + rtol * |reference|, and the schedules of one warp size
+// must produce identical bytes (a difference is a race: a missing barrier or an unordered write).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "deltaserve/backend/reference_backend.h"
+#include "kernels/emu/emu.h"
+#include "src/backend/gpu/gpu_backend.h"
+
+namespace ds::test {
+
+using OpRun = std::function<std::vector<float>(backend::Backend&)>;
+
+inline void check_emulated(const std::string& name, DType act, double atol, double rtol, uint64_t seed,
+                           const OpRun& run) {
+  auto ref = backend::make_reference_backend();
+  const std::vector<float> want = run(*ref);
+  for (int warp : {32, 64}) {
+    std::vector<float> first;
+    for (auto sched : {emu::Schedule::kInOrder, emu::Schedule::kReverse, emu::Schedule::kRandom}) {
+      emu::Options o;
+      o.schedule = sched;
+      o.warp_size = warp;
+      o.seed = seed;
+      emu::ScopedOptions scoped(o);
+      backend::gpu::GpuOptions go;
+      go.activation_dtype = act;
+      auto gpu = backend::gpu::make_gpu_backend(0, go);
+      ASSERT_TRUE(gpu.is_ok()) << gpu.status().message();
+      const std::vector<float> got = run(*gpu.value());
+      ASSERT_EQ(got.size(), want.size()) << name;
+      double worst = 0.0;
+      size_t bad = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const double err = std::fabs(double{got[i]} - want[i]);
+        worst = std::max(worst, err);
+        if (!(err <= atol + rtol * std::fabs(want[i]))) ++bad;
+      }
+      const std::string where = name + " " + dtype_name(act) + " warp " + std::to_string(warp) + " " + emu::schedule_name(sched);
+      EXPECT_EQ(bad, 0u) << where << ": max error " << worst;
+      if (std::getenv("DS_TEST_VERBOSE")) std::printf("%s: %zu values, max error %.3g\n", where.c_str(), got.size(), worst);
+      if (first.empty()) {
+        first = got;
+      } else {
+        EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float)))
+            << where << " changed the bytes of another schedule";
+      }
+    }
+  }
+}
+
+}  // namespace ds::test
