@@ -84,10 +84,7 @@ void GpuBackend::synchronize() {
 
 Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightSource& src, const TpShard& shard) {
   if (shard.size > 1) return unsupported(src.name + ": tensor-parallel shards are not supported by the GPU backend yet");
-  if (src.bits != 16)
-    return unsupported(src.name + ": " + std::to_string(src.bits) +
-                         "-bit GPTQ weights need the quantized GPU GEMM (Marlin-style kernels), not built yet; "
-                         "run this checkpoint with --device cpu");
+  if (src.bits != 16) return prepare_gptq(src);
   if (src.weight == nullptr) return invalid_argument(src.name + ": dense weight data missing");
   if (src.weight_dtype != DType::kBF16 && src.weight_dtype != DType::kF16 && src.weight_dtype != DType::kF32)
     return invalid_argument(src.name + ": dense weights must be bf16, fp16 or fp32");
@@ -108,6 +105,55 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightS
     DS_RETURN_IF_ERROR(upload_weight(bb->data(), b.data(), b.size() * sizeof(float)));
     w->bias = static_cast<float*>(bb->data());
     weights_.push_back(std::move(bb));
+  }
+  return std::unique_ptr<PreparedWeight>(std::move(w));
+}
+
+// The checkpoint's GPTQ tensors uploaded as they are (the fallback kernel reads that layout).
+Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_gptq(const WeightSource& src) {
+  if ((src.bits != 4 && src.bits != 8) || src.qweight == nullptr || src.scales == nullptr || src.n <= 0 || src.k <= 0 ||
+      src.k % (32 / src.bits) != 0 || src.scale_groups <= 0 ||
+      (src.scales_dtype != DType::kF16 && src.scales_dtype != DType::kBF16))
+    return invalid_argument(src.name + ": unsupported GPTQ layout for the GPU backend");
+  auto w = std::make_unique<GpuGptqWeight>();
+  w->n = src.n;
+  w->k = src.k;
+  w->bits = src.bits;
+  w->group_size = src.group_size > 0 ? src.group_size : static_cast<int>(src.k);
+  w->sym = src.sym || src.qzeros == nullptr;
+  w->zeros_v2 = src.zeros_v2;
+  w->bf16_scales = src.scales_dtype == DType::kBF16;
+  auto put = [&](const void* host, size_t bytes, const char* part) -> Result<void*> {
+    DS_ASSIGN_OR_RETURN(auto buf, alloc(bytes, src.name + " " + part));
+    DS_RETURN_IF_ERROR(upload_weight(buf->data(), host, bytes));
+    void* p = buf->data();
+    weights_.push_back(std::move(buf));
+    w->bytes += bytes;
+    return p;
+  };
+  const size_t n = static_cast<size_t>(src.n), k = static_cast<size_t>(src.k), g = static_cast<size_t>(src.scale_groups);
+  DS_ASSIGN_OR_RETURN(void* qw, put(src.qweight, k * static_cast<size_t>(src.bits) / 32 * n * 4, "qweight"));
+  w->qweight = static_cast<const int32_t*>(qw);
+  DS_ASSIGN_OR_RETURN(void* sc, put(src.scales, g * n * 2, "scales"));
+  w->scales = static_cast<const uint16_t*>(sc);
+  if (!w->sym) {
+    DS_ASSIGN_OR_RETURN(void* qz, put(src.qzeros, g * (n * static_cast<size_t>(src.bits) / 32) * 4, "qzeros"));
+    w->qzeros = static_cast<const int32_t*>(qz);
+  }
+  if (src.g_idx != nullptr) {
+    for (size_t i = 0; i < k; ++i)
+      if (src.g_idx[i] < 0 || static_cast<size_t>(src.g_idx[i]) >= g)
+        return corrupt(src.name + ": g_idx[" + std::to_string(i) + "] out of range");
+    DS_ASSIGN_OR_RETURN(void* gi, put(src.g_idx, k * 4, "g_idx"));
+    w->g_idx = static_cast<const int32_t*>(gi);
+  } else if ((k + static_cast<size_t>(w->group_size) - 1) / static_cast<size_t>(w->group_size) > g) {
+    return corrupt(src.name + ": fewer scale groups than K / group_size");
+  }
+  if (src.bias != nullptr) {
+    std::vector<float> b(n);
+    for (size_t i = 0; i < n; ++i) b[i] = to_float(src.bias_dtype, src.bias, static_cast<int64_t>(i));
+    DS_ASSIGN_OR_RETURN(void* bb, put(b.data(), n * 4, "bias"));
+    w->bias = static_cast<float*>(bb);
   }
   return std::unique_ptr<PreparedWeight>(std::move(w));
 }

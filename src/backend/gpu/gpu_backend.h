@@ -29,6 +29,19 @@ class GpuDenseWeight : public PreparedWeight {
   float* bias = nullptr;
 };
 
+// A GPTQ/AutoRound weight as the checkpoint stores it, in device memory, dequantised per use by the
+// portable fallback kernel (kernels/gpu/gptq_linear.cu) until the Marlin-style kernels (issue 12).
+class GpuGptqWeight : public PreparedWeight {
+ public:
+  const int32_t* qweight = nullptr;
+  const int32_t* qzeros = nullptr;
+  const uint16_t* scales = nullptr;
+  const int32_t* g_idx = nullptr;
+  float* bias = nullptr;
+  int bits = 4, group_size = 128;
+  bool sym = true, zeros_v2 = false, bf16_scales = false;
+};
+
 // Device memory owned by the backend's runtime.
 class GpuBuffer : public DeviceBuffer {
  public:
@@ -145,6 +158,7 @@ class GpuBackend final : public Backend {
   std::vector<std::unique_ptr<DeviceBuffer>> weights_;
   std::unique_ptr<WeightUploader> uploader_;
   Status upload_weight(void* dst, const void* src, size_t bytes);
+  Result<std::unique_ptr<PreparedWeight>> prepare_gptq(const WeightSource& src);
   Status finish_uploads();
 };
 

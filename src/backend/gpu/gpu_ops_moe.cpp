@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gpu/ops_gptq.h"
 #include "kernels/gpu/ops_moe.h"
 #include "src/backend/gpu/blas.h"
 #include "src/backend/gpu/gpu_backend.h"
@@ -38,6 +39,29 @@ constexpr size_t kMoeWorkCap = size_t{256} << 20;
 }  // namespace
 
 void GpuBackend::linear(const PreparedWeight& pw, Act x, Act y) {
+  if (const auto* q = dynamic_cast<const GpuGptqWeight*>(&pw)) {
+    if (x.cols != q->k || y.cols != q->n || x.rows != y.rows)
+      fail("linear", "shapes do not fit: x=" + dims(x) + " w=" + std::to_string(q->n) + "x" + std::to_string(q->k) +
+                         " y=" + dims(y));
+    ds::gpu::GptqArgs a;
+    a.qweight = q->qweight;
+    a.qzeros = q->qzeros;
+    a.scales = q->scales;
+    a.g_idx = q->g_idx;
+    a.bias = q->bias;
+    a.m = x.rows;
+    a.n = q->n;
+    a.k = q->k;
+    a.bits = q->bits;
+    a.group_size = q->group_size;
+    a.sym = q->sym;
+    a.zeros_v2 = q->zeros_v2;
+    a.bf16_scales = q->bf16_scales;
+    ds::gpu::gptq_linear(a, x.data, x.ld, x.dtype, y.data, y.ld, y.dtype, rt_->stream());
+    check("linear (GPTQ fallback)", "x=" + dims(x) + " w=" + std::to_string(q->n) + "x" + std::to_string(q->k) + " int" +
+                                        std::to_string(q->bits) + " y=" + dims(y));
+    return;
+  }
   const GpuDenseWeight& w = dense(&pw, "linear");
   if (x.rows == 0) return;
   if (x.cols != w.k || y.cols != w.n || (y.dtype != x.dtype && y.dtype != DType::kF32))

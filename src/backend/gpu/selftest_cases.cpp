@@ -75,6 +75,50 @@ Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t tab
 }
 Weights& weights(void* st) { return *static_cast<Weights*>(st); }
 
+// A GPTQ int4 weight [n][k] (asymmetric, group 32, act-order g_idx) with random codes, zeros and
+// scales, prepared on one backend.
+struct Gptq {
+  std::vector<int32_t> qweight, qzeros, g_idx;
+  std::vector<uint16_t> scales;
+  std::unique_ptr<PreparedWeight> w;
+};
+Setup gptq_weight(int64_t n, int64_t k) {
+  return [=](Backend& be) -> std::shared_ptr<void> {
+    auto st = std::make_shared<Gptq>();
+    const int64_t groups = (k + 31) / 32;
+    std::mt19937 rng(123);
+    for (int64_t i = 0; i < k / 8 * n; ++i) st->qweight.push_back(static_cast<int32_t>(rng()));
+    for (int64_t i = 0; i < groups * n / 8; ++i) {
+      uint32_t word = 0;  // v1 zeros store zero - 1, in 0..14
+      for (int j = 0; j < 8; ++j) word |= (rng() % 15) << (4 * j);
+      st->qzeros.push_back(static_cast<int32_t>(word));
+    }
+    for (int64_t i = 0; i < groups * n; ++i) st->scales.push_back(f32_to_f16(0.002f + 0.004f * static_cast<float>(rng() % 1000) / 1000.0f));
+    // act-order as GPTQ writes it: group i holds the i-th 32 columns of a permutation of K.
+    std::vector<int32_t> perm(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) perm[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    st->g_idx.resize(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) st->g_idx[static_cast<size_t>(perm[static_cast<size_t>(i)])] = static_cast<int32_t>(i / 32);
+    WeightSource src;
+    src.name = "selftest gptq";
+    src.n = n;
+    src.k = k;
+    src.bits = 4;
+    src.group_size = 32;
+    src.sym = false;
+    src.qweight = st->qweight.data();
+    src.qzeros = st->qzeros.data();
+    src.scales = st->scales.data();
+    src.scale_groups = groups;
+    src.g_idx = st->g_idx.data();
+    auto p = be.prepare_weight(src, {});
+    if (!p.is_ok()) return nullptr;
+    st->w = std::move(p).value();
+    return st;
+  };
+}
+
 }  // namespace
 
 std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
@@ -205,6 +249,10 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                   },
                   [=](Backend& be, const std::vector<Act>& x, void* w) { be.linear(*weights(w).ptr[0], x[0], x[1]); },
                   dense_weights({{N, H}}), static_cast<double>(N * H * 2)});
+    cs.push_back({"linear gptq int4", dims({T, H}) + " -> " + std::to_string(N) + " g32 act-order", st, {},
+                  [=](int64_t t, uint32_t s) { return std::vector<Tensor>{act(t, H, s), out(act(t, N, 0))}; },
+                  [=](Backend& be, const std::vector<Act>& x, void* w) { be.linear(*static_cast<Gptq*>(w)->w, x[0], x[1]); },
+                  gptq_weight(N, H), static_cast<double>(N * H / 2 + N * H / 32 * 2)});
     // fp32 output under 16-bit activations: the router and lm_head.
     cs.push_back({"linear -> fp32", dims({T, H}) + " -> " + std::to_string(E), st, {}, [=](int64_t t, uint32_t s) {
                     return std::vector<Tensor>{act(t, H, s), out(f32(t, E, 0))};
