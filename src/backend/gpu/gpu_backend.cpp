@@ -1,5 +1,6 @@
 // GpuBackend core: memory, weights, cache pools, step metadata (plan). The ops live in gpu_ops_*.cpp.
 #include "src/backend/gpu/gpu_backend.h"
+#include "src/backend/gpu/gpu_ops_util.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -37,11 +38,18 @@ std::string GpuBackend::name() const {
          dtype_name(options_.activation_dtype) + ")";
 }
 
-void GpuBackend::check(const char* op, const std::string& shapes) const {
-  Status s = rt_->check_launch(op, shapes);
-  if (s.is_ok()) return;
-  std::fprintf(stderr, "deltaserve: fatal GPU error in %s [%s]: %s\n", op, shapes.c_str(), s.message().c_str());
+std::string dims(const Act& a) {
+  return std::to_string(a.rows) + "x" + std::to_string(a.cols) + (a.contiguous() ? "" : "/ld" + std::to_string(a.ld)) +
+         " " + dtype_name(a.dtype);
+}
+
+void op_fail(const char* op, const std::string& what) {
+  std::fprintf(stderr, "deltaserve: %s: %s\n", op, what.c_str());
   std::abort();
+}
+
+void GpuBackend::launch_failed(const char* op, const std::string& shapes, const Status& s) const {
+  op_fail(op, shapes + ": fatal GPU error: " + s.message());
 }
 
 Result<std::unique_ptr<DeviceBuffer>> GpuBackend::alloc(size_t bytes, const std::string& what) {
@@ -49,37 +57,28 @@ Result<std::unique_ptr<DeviceBuffer>> GpuBackend::alloc(size_t bytes, const std:
   return std::unique_ptr<DeviceBuffer>(new GpuBuffer(rt_.get(), p, bytes));
 }
 
+// Memory ops have no error channel either: a failed copy leaves the device unusable.
 void GpuBackend::upload(void* dst, const void* host, size_t bytes) {
   Status s = rt_->copy_h2d(dst, host, bytes);
-  if (!s.is_ok()) check("upload", std::to_string(bytes) + " bytes");
   // The source is the caller's memory: it may be freed or reused as soon as we return.
-  s = rt_->synchronize();
-  if (!s.is_ok()) check("upload", std::to_string(bytes) + " bytes");
+  if (s.is_ok()) s = rt_->synchronize();
+  if (!s.is_ok()) op_fail("upload", std::to_string(bytes) + " bytes: " + s.message());
 }
 
 void GpuBackend::download(void* host, const void* src, size_t bytes) {
   Status s = rt_->copy_d2h(host, src, bytes);
   if (s.is_ok()) s = rt_->synchronize();
-  if (!s.is_ok()) {
-    std::fprintf(stderr, "deltaserve: fatal GPU error in download [%zu bytes]: %s\n", bytes, s.message().c_str());
-    std::abort();
-  }
+  if (!s.is_ok()) op_fail("download", std::to_string(bytes) + " bytes: " + s.message());
 }
 
 void GpuBackend::fill_zero(void* dst, size_t bytes) {
   Status s = rt_->memset(dst, 0, bytes);
-  if (!s.is_ok()) {
-    std::fprintf(stderr, "deltaserve: fatal GPU error in fill_zero [%zu bytes]: %s\n", bytes, s.message().c_str());
-    std::abort();
-  }
+  if (!s.is_ok()) op_fail("fill_zero", std::to_string(bytes) + " bytes: " + s.message());
 }
 
 void GpuBackend::synchronize() {
   Status s = rt_->synchronize();
-  if (!s.is_ok()) {
-    std::fprintf(stderr, "deltaserve: fatal GPU error at the step boundary: %s\n", s.message().c_str());
-    std::abort();
-  }
+  if (!s.is_ok()) op_fail("synchronize", "at the step boundary: " + s.message());
 }
 
 Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightSource& src, const TpShard& shard) {
@@ -247,7 +246,6 @@ Status GpuBackend::plan(const StepMeta& m) {
       m.state_slots.size() != static_cast<size_t>(S) ||
       m.block_tables.size() != static_cast<size_t>(S) * static_cast<size_t>(m.blocks_per_seq))
     return invalid_argument("inconsistent step metadata");
-  host_step_ = m;
   std::vector<int32_t> token_seq(static_cast<size_t>(T));
   DeviceStep d;
   d.T = T;

@@ -135,8 +135,14 @@ class GpuBackend final : public Backend {
 
  private:
   // Fails the process with the op, its shapes and the runtime's error when a launch failed (a
-  // failed launch leaves the device unusable; ops have no error channel by contract).
-  void check(const char* op, const std::string& shapes) const;
+  // failed launch leaves the device unusable; ops have no error channel by contract). `shapes` is a
+  // callable returning the description, formatted only on failure (this runs after every launch).
+  template <typename Shapes>
+  void check(const char* op, Shapes&& shapes) const {
+    Status s = rt_->check_launch(op, "");
+    if (!s.is_ok()) launch_failed(op, shapes(), s);
+  }
+  [[noreturn]] void launch_failed(const char* op, const std::string& shapes, const Status& s) const;
   float* ssm_state(int layer) const;   // slot 0 of GDN layer `layer`; slots are gdn_slot_floats_ apart
   float* conv_state(int layer) const;  // conv state of slot 0, inside the same slot
   void* scratch() const { return scratch_ ? scratch_->data() : nullptr; }
@@ -152,7 +158,6 @@ class GpuBackend final : public Backend {
   std::unique_ptr<DeviceBuffer> meta_buf_, scratch_;
   std::vector<unsigned char> meta_host_;  // staging for plan()'s one upload
   DeviceStep step_;
-  StepMeta host_step_;
   // Weights uploaded by prepare_weight (owned here, the PreparedWeight holds raw pointers), through
   // one staging uploader per load (one progress bar), finished when the cache is allocated.
   std::vector<std::unique_ptr<DeviceBuffer>> weights_;

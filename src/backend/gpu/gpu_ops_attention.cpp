@@ -1,12 +1,11 @@
 // GpuBackend::attention: append the step's k/v rows to the layer's paged cache, then the decode
 // kernel (split-K over the context) when every sequence has one new token, else the varlen
 // prefill kernel (it serves mixed prefill + decode steps too).
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "kernels/gpu/ops_attention.h"
 #include "src/backend/gpu/gpu_backend.h"
+#include "src/backend/gpu/gpu_ops_util.h"
 
 namespace ds::backend::gpu {
 
@@ -37,21 +36,19 @@ void GpuBackend::attention(int layer, Act q, Act k, Act v, int heads, int kv_hea
   };
   if (head_dim > ds::gpu::kAttnMaxHeadDim || kv_heads <= 0 || heads % kv_heads != 0) {
     // A model the loader accepted but these kernels cannot run: no error channel in ops (contract).
-    std::fprintf(stderr, "deltaserve: attention [%s]: needs head_dim <= 256 and heads a multiple of kv_heads\n",
-                 shapes(0).c_str());
-    std::abort();
+    op_fail("attention", shapes(0) + ": needs head_dim <= 256 and heads a multiple of kv_heads");
   }
   ds::gpu::attention_kv_append(p, k.data, k.ld, v.data, v.ld, kv_k_[static_cast<size_t>(layer)]->data(),
                                kv_v_[static_cast<size_t>(layer)]->data(), step_.token_seq, step_.T, dt, rt_->stream());
-  check("attention kv append", shapes(0));
+  check("attention kv append", [&] { return shapes(0); });
   if (step_.all_decode) {
     const int splits = ds::gpu::attention_decode_splits(step_.S, heads, kv_heads, head_dim, step_.max_context,
                                                         scratch_ ? scratch_->bytes() : 0);
     ds::gpu::attention_decode(p, splits, static_cast<float*>(scratch()), dt, rt_->stream());
-    check("attention decode", shapes(splits));
+    check("attention decode", [&] { return shapes(splits); });
   } else {
     ds::gpu::attention_prefill(p, step_.max_new_tokens, dt, rt_->stream());
-    check("attention prefill", shapes(1));
+    check("attention prefill", [&] { return shapes(1); });
   }
 }
 

@@ -1,8 +1,6 @@
 // GpuBackend's dense linears and MoE: linear / linear_shared_input (the vendor BLAS when it takes
 // the call, else kernels/gpu/gemm.cu), the router and the grouped experts (kernels/gpu/moe.cu).
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -10,25 +8,17 @@
 #include "kernels/gpu/ops_moe.h"
 #include "src/backend/gpu/blas.h"
 #include "src/backend/gpu/gpu_backend.h"
+#include "src/backend/gpu/gpu_ops_util.h"
 
 namespace ds::backend::gpu {
 namespace {
 
-std::string dims(const Act& a) {
-  return std::to_string(a.rows) + "x" + std::to_string(a.cols) + (a.contiguous() ? "" : "/ld" + std::to_string(a.ld)) +
-         " " + dtype_name(a.dtype);
-}
 
-size_t align256(size_t x) { return (x + 255) & ~size_t{255}; }
 
-[[noreturn]] void fail(const char* op, const std::string& what) {
-  std::fprintf(stderr, "deltaserve: %s: %s\n", op, what.c_str());
-  std::abort();
-}
 
 const GpuDenseWeight& dense(const PreparedWeight* w, const char* op) {
   const auto* d = dynamic_cast<const GpuDenseWeight*>(w);
-  if (!d) fail(op, "the GPU backend only runs dense bf16/fp16/fp32 weights (quantized GEMM is issue 12)");
+  if (!d) op_fail(op, "the GPU backend only runs dense bf16/fp16/fp32 weights (quantized GEMM is issue 12)");
   return *d;
 }
 
@@ -41,7 +31,7 @@ constexpr size_t kMoeWorkCap = size_t{256} << 20;
 void GpuBackend::linear(const PreparedWeight& pw, Act x, Act y) {
   if (const auto* q = dynamic_cast<const GpuGptqWeight*>(&pw)) {
     if (x.cols != q->k || y.cols != q->n || x.rows != y.rows)
-      fail("linear", "shapes do not fit: x=" + dims(x) + " w=" + std::to_string(q->n) + "x" + std::to_string(q->k) +
+      op_fail("linear", "shapes do not fit: x=" + dims(x) + " w=" + std::to_string(q->n) + "x" + std::to_string(q->k) +
                          " y=" + dims(y));
     ds::gpu::GptqArgs a;
     a.qweight = q->qweight;
@@ -58,14 +48,14 @@ void GpuBackend::linear(const PreparedWeight& pw, Act x, Act y) {
     a.zeros_v2 = q->zeros_v2;
     a.bf16_scales = q->bf16_scales;
     ds::gpu::gptq_linear(a, x.data, x.ld, x.dtype, y.data, y.ld, y.dtype, rt_->stream());
-    check("linear (GPTQ fallback)", "x=" + dims(x) + " w=" + std::to_string(q->n) + "x" + std::to_string(q->k) + " int" +
-                                        std::to_string(q->bits) + " y=" + dims(y));
+    check("linear (GPTQ fallback)", [&] { return std::string("x=" + dims(x) + " w=" + std::to_string(q->n) + "x" + std::to_string(q->k) + " int" +
+                                        std::to_string(q->bits) + " y=" + dims(y)); });
     return;
   }
   const GpuDenseWeight& w = dense(&pw, "linear");
   if (x.rows == 0) return;
   if (x.cols != w.k || y.cols != w.n || (y.dtype != x.dtype && y.dtype != DType::kF32))
-    fail("linear", "shapes or types do not fit: x=" + dims(x) + " w=" + std::to_string(w.n) + "x" +
+    op_fail("linear", "shapes or types do not fit: x=" + dims(x) + " w=" + std::to_string(w.n) + "x" +
                        std::to_string(w.k) + " y=" + dims(y));
   // The vendor BLAS first (cuBLASLt on CUDA); our kernel when it declines (HIP, emulation, mixed
   // types) or when y is fp32 under 16-bit activations (the router), which its signature cannot say.
@@ -73,8 +63,8 @@ void GpuBackend::linear(const PreparedWeight& pw, Act x, Act y) {
     return;
   ds::gpu::linear(x.data, x.ld, x.dtype, w.w, w.dtype, w.bias, y.data, y.ld, y.dtype, x.rows, w.n, w.k,
                   rt_->stream());
-  check("linear", "x=" + dims(x) + " w=" + std::to_string(w.n) + "x" + std::to_string(w.k) + " " +
-                      dtype_name(w.dtype) + " y=" + dims(y));
+  check("linear", [&] { return std::string("x=" + dims(x) + " w=" + std::to_string(w.n) + "x" + std::to_string(w.k) + " " +
+                      dtype_name(w.dtype) + " y=" + dims(y)); });
 }
 
 void GpuBackend::linear_shared_input(Act x, const PreparedWeight* const* w, const Act* y, int n) {
@@ -84,12 +74,12 @@ void GpuBackend::linear_shared_input(Act x, const PreparedWeight* const* w, cons
 void GpuBackend::moe_route(Act logits, int top_k, bool renormalize, int32_t* ids, Act weights) {
   const int E = static_cast<int>(logits.cols);
   if (E > ds::gpu::kMaxExperts || top_k > ds::gpu::kMaxTopK || top_k > E || top_k <= 0)
-    fail("moe_route", "needs top_k <= experts, experts <= " + std::to_string(ds::gpu::kMaxExperts) +
+    op_fail("moe_route", "needs top_k <= experts, experts <= " + std::to_string(ds::gpu::kMaxExperts) +
                           " and top_k <= " + std::to_string(ds::gpu::kMaxTopK) + "; got E=" + std::to_string(E) +
                           " top_k=" + std::to_string(top_k));
   ds::gpu::moe_route(logits.as<float>(), logits.ld, logits.rows, E, top_k, renormalize, ids, weights.as<float>(),
                      weights.ld, rt_->stream());
-  check("moe_route", "logits=" + dims(logits) + " top_k=" + std::to_string(top_k));
+  check("moe_route", [&] { return std::string("logits=" + dims(logits) + " top_k=" + std::to_string(top_k)); });
 }
 
 void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int num_experts, const PreparedWeight* const* gate,
@@ -97,7 +87,7 @@ void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, 
   const int64_t T = x.rows;
   if (T == 0) return;
   const int E = num_experts;
-  if (E <= 0 || E > ds::gpu::kMaxExperts) fail("moe_experts", "expert count " + std::to_string(E) + " out of range");
+  if (E <= 0 || E > ds::gpu::kMaxExperts) op_fail("moe_experts", "expert count " + std::to_string(E) + " out of range");
   // Device tables of the experts' weight pointers, uploaded into the scratch head each call.
   std::vector<const void*> table(3 * static_cast<size_t>(E));
   DType wt = DType::kUnknown;
@@ -107,7 +97,7 @@ void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, 
     if (e == 0) wt = g.dtype;
     if (g.dtype != wt || u.dtype != wt || d.dtype != wt || g.n != gate[0]->n || u.n != g.n || d.k != g.n ||
         g.k != x.cols || d.n != x.cols)
-      fail("moe_experts", "experts must share one shape and dtype (expert " + std::to_string(e) + ")");
+      op_fail("moe_experts", "experts must share one shape and dtype (expert " + std::to_string(e) + ")");
     table[static_cast<size_t>(e)] = g.w;
     table[static_cast<size_t>(E + e)] = u.w;
     table[static_cast<size_t>(2 * E + e)] = d.w;
@@ -131,10 +121,10 @@ void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, 
            std::to_string(shape.I) + " out=" + dims(out);
   };
   if (need(pass) > avail)
-    fail("moe_experts", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
+    op_fail("moe_experts", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
   char* base = static_cast<char*>(scratch());
   Status s = rt_->copy_h2d(base, table.data(), table.size() * sizeof(void*));
-  if (!s.is_ok()) check("moe_experts (expert table upload)", shapes());
+  if (!s.is_ok()) op_fail("moe_experts (expert table upload)", shapes() + ": " + s.message());
   const auto* tab = reinterpret_cast<const void* const*>(base);
   // Token passes keep every slot of a token in one pass, so each token's sum stays in slot order.
   for (int64_t t0 = 0; t0 < T; t0 += pass) {
@@ -145,7 +135,7 @@ void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, 
     ds::gpu::moe_experts(shape, static_cast<const char*>(x.data) + t0 * x.ld * act, x.ld, x.dtype, ids + t0 * top_k,
                          weights.as<float>() + t0 * weights.ld, weights.ld, tab, tab + E, tab + 2 * E, wt,
                          static_cast<char*>(out.data) + t0 * out.ld * act, out.ld, plan, work, rt_->stream());
-    check("moe_experts", shapes());
+    check("moe_experts", shapes);
   }
 }
 

@@ -4,14 +4,13 @@
 // logprobs come back. A request for more than kMaxTopLogprobs alternatives is answered on the
 // host from that one row (vLLM's --max-logprobs is 20 by default).
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "deltaserve/backend/host_sampling.h"
 #include "kernels/gpu/ops_sample.h"
 #include "src/backend/gpu/gpu_backend.h"
+#include "src/backend/gpu/gpu_ops_util.h"
 
 namespace ds::backend::gpu {
 namespace {
@@ -22,12 +21,7 @@ using ds::gpu::SampleDesc;
 constexpr int64_t kMaxBatch = 16;                                 // rows per launch
 constexpr int64_t kPoolEntriesPerRow = 2 * ds::gpu::kSampleMaxVocab;  // processor list entries
 
-size_t align256(size_t x) { return (x + 255) & ~size_t{255}; }
 
-[[noreturn]] void fail(const char* op, const std::string& what) {
-  std::fprintf(stderr, "deltaserve: %s: %s\n", op, what.c_str());
-  std::abort();
-}
 
 // The scratch of one batch of B rows: descriptors, tokens, k, logprobs, work, then the pools.
 struct Layout {
@@ -112,7 +106,7 @@ void GpuBackend::sample(Act logits, const SamplingRow* rows, SampleResult* out) 
   const int64_t V = logits.cols, R = logits.rows;
   if (R == 0) return;
   auto shapes = [&] { return "logits=" + std::to_string(R) + "x" + std::to_string(V); };
-  if (logits.dtype != DType::kF32) fail("sample", "logits must be fp32 [" + shapes() + "]");
+  if (logits.dtype != DType::kF32) op_fail("sample", "logits must be fp32 [" + shapes() + "]");
   const size_t avail = scratch_ ? scratch_->bytes() : 0;
   char* base = static_cast<char*>(scratch());
   const float* lg = logits.as<float>();
@@ -121,14 +115,14 @@ void GpuBackend::sample(Act logits, const SamplingRow* rows, SampleResult* out) 
     int64_t B = std::min(kMaxBatch, R - r0);
     while (B > 1 && Layout(B, V, avail).pool_entries == 0) --B;
     const Layout lay(B, V, avail);
-    if (lay.pool > avail) fail("sample", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
+    if (lay.pool > avail) op_fail("sample", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
     Batch batch;
     int64_t n = 0;
     while (n < B) {
       const size_t before = batch.ids.size();
       pack_row(rows[r0 + n], V, &batch);
       if (batch.ids.size() > lay.pool_entries) {
-        if (n == 0) fail("sample", "the row's logits processor lists do not fit the op scratch [" + shapes() + "]");
+        if (n == 0) op_fail("sample", "the row's logits processor lists do not fit the op scratch [" + shapes() + "]");
         batch.ids.resize(before);
         batch.vals.resize(before);
         batch.desc.pop_back();
@@ -155,20 +149,20 @@ void GpuBackend::sample(Act logits, const SamplingRow* rows, SampleResult* out) 
     if (s.is_ok() && !batch.ids.empty()) s = rt_->copy_h2d(pool_ids, batch.ids.data(), batch.ids.size() * 4);
     if (s.is_ok() && !batch.ids.empty()) s = rt_->copy_h2d(pool_vals, batch.vals.data(), batch.vals.size() * 4);
     if (s.is_ok() && any_lp) s = rt_->copy_h2d(kd, ks.data(), ks.size() * 4);
-    if (!s.is_ok()) check("sample (upload)", shapes());
+    if (!s.is_ok()) op_fail("sample (upload)", shapes() + ": " + s.message());
     const float* rows_lg = lg + r0 * logits.ld;
     ds::gpu::sample_rows(rows_lg, logits.ld, n, V, desc, pool_ids, pool_vals, base + lay.work, tokens, rt_->stream());
-    check("sample", shapes());
+    check("sample", shapes);
     if (any_lp) {
       ds::gpu::logprob_rows(rows_lg, logits.ld, n, V, tokens, kd, lp, rt_->stream());
-      check("sample (logprobs)", shapes());
+      check("sample (logprobs)", shapes);
     }
     std::vector<int32_t> tok(static_cast<size_t>(n));
     std::vector<LogprobOut> lps(any_lp ? static_cast<size_t>(n) : 0);
     s = rt_->copy_d2h(tok.data(), tokens, tok.size() * 4);
     if (s.is_ok() && any_lp) s = rt_->copy_d2h(lps.data(), lp, lps.size() * sizeof(LogprobOut));
     if (s.is_ok()) s = rt_->synchronize();
-    if (!s.is_ok()) check("sample (download)", shapes());
+    if (!s.is_ok()) op_fail("sample (download)", shapes() + ": " + s.message());
     for (int64_t i = 0; i < n; ++i) {
       const SamplingRow& row = rows[r0 + i];
       SampleResult& res = out[r0 + i];
@@ -191,7 +185,7 @@ void GpuBackend::target_logprobs(Act logits, const int32_t* targets, const int32
   const int64_t V = logits.cols, R = logits.rows;
   auto shapes = [&] { return "logits=" + std::to_string(R) + "x" + std::to_string(V); };
   if (R == 0) return;
-  if (logits.dtype != DType::kF32) fail("target_logprobs", "logits must be fp32 [" + shapes() + "]");
+  if (logits.dtype != DType::kF32) op_fail("target_logprobs", "logits must be fp32 [" + shapes() + "]");
   char* base = static_cast<char*>(scratch());
   const Layout lay(std::min(kMaxBatch, R), 0, scratch_ ? scratch_->bytes() : 0);
   for (int64_t r0 = 0; r0 < R; r0 += kMaxBatch) {
@@ -206,14 +200,14 @@ void GpuBackend::target_logprobs(Act logits, const int32_t* targets, const int32
     auto* lp = reinterpret_cast<LogprobOut*>(base + lay.lp);
     Status s = rt_->copy_h2d(tokens, tg.data(), tg.size() * 4);
     if (s.is_ok()) s = rt_->copy_h2d(kd, ks.data(), ks.size() * 4);
-    if (!s.is_ok()) check("target_logprobs (upload)", shapes());
+    if (!s.is_ok()) op_fail("target_logprobs (upload)", shapes() + ": " + s.message());
     const float* rows_lg = logits.as<float>() + r0 * logits.ld;
     ds::gpu::logprob_rows(rows_lg, logits.ld, n, V, tokens, kd, lp, rt_->stream());
-    check("target_logprobs", shapes());
+    check("target_logprobs", shapes);
     std::vector<LogprobOut> lps(static_cast<size_t>(n));
     s = rt_->copy_d2h(lps.data(), lp, lps.size() * sizeof(LogprobOut));
     if (s.is_ok()) s = rt_->synchronize();
-    if (!s.is_ok()) check("target_logprobs (download)", shapes());
+    if (!s.is_ok()) op_fail("target_logprobs (download)", shapes() + ": " + s.message());
     for (int64_t i = 0; i < n; ++i) {
       const int32_t t = targets[r0 + i];
       if (t < 0 || t >= V) continue;

@@ -81,8 +81,7 @@ struct Outcome {
 };
 
 // Runs a case on one backend: the prefix step (resumed sequences) then the measured step.
-Outcome run_case(Backend& be, const Case& c, int repeats, bool skip_prefix_compare) {
-  (void)skip_prefix_compare;
+Outcome run_case(Backend& be, const Case& c, int repeats) {
   const DType a = be.activation_dtype();
   auto* gpu = dynamic_cast<GpuBackend*>(&be);
   std::shared_ptr<void> state = c.setup ? c.setup(be) : nullptr;
@@ -149,11 +148,11 @@ std::vector<SelftestRow> run_selftest(GpuBackend& dev, const SelftestOptions& op
     r.shape = c.shape;
     r.tol = tol;
     r.bytes = tensor_bytes(c, a);
-    const Outcome got = run_case(dev, c, options.timed_repeats, false);
+    const Outcome got = run_case(dev, c, options.timed_repeats);
     r.us = got.us;
     if (!options.decode_bench) {
       CpuBackend cpu;
-      const Outcome want = run_case(cpu, c, 0, false);
+      const Outcome want = run_case(cpu, c, 0);
       if (want.outputs.size() != got.outputs.size() || want.outputs.empty()) {
         r.ok = false;
         r.max_err = INFINITY;

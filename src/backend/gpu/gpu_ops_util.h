@@ -1,0 +1,20 @@
+// Helpers the GPU backend's op files share: shape descriptions for error messages and the fatal
+// exit of an op (ops have no error channel by contract: a shape the kernels cannot run, or a failed
+// launch, ends the process naming the op and its shapes).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "deltaserve/backend/backend.h"
+
+namespace ds::backend::gpu {
+
+// "rows x cols[/ld L] DTYPE"
+std::string dims(const Act& a);
+
+[[noreturn]] void op_fail(const char* op, const std::string& what);
+
+inline size_t align256(size_t x) { return (x + 255) & ~size_t{255}; }
+
+}  // namespace ds::backend::gpu
