@@ -79,7 +79,12 @@ class ScopedOptions {
   Options saved_;
 };
 
-enum class ShflOp { kXor, kDown, kUp, kIdx, kBallot };
+enum class ShflOp { kXor, kDown, kUp, kIdx, kBallot, kCollective };
+
+// A warp-wide instruction whose every lane's result depends on every lane's operands (mma, MFMA):
+// each lane passes a pointer to its operand/result record; the last lane to arrive calls the
+// function once with all lanes' pointers (lanes = warp size; the whole warp must take part).
+using CollectiveFn = void (*)(void* const* lane_records, int lanes);
 
 namespace detail {
 
@@ -138,6 +143,8 @@ struct WarpState {
   ShflOp op[64];
   uint64_t value[64], result[64];
   int arg[64], width[64];
+  void* record[64];
+  CollectiveFn collective[64];
   bool present[64];
   Fiber* fiber[64];
 };
@@ -254,6 +261,13 @@ inline void complete_warp(WarpState& w) {
     if (first) op = w.op[l], first = false;
     else if (w.op[l] != op) fiber_fail("lanes of one warp reached different warp operations (divergent shuffle/vote)");
   }
+  if (op == ShflOp::kCollective) {
+    for (int l = 0; l < w.lanes; ++l)
+      if (!w.present[l] || w.collective[l] != w.collective[0])
+        fiber_fail("a warp-wide matrix instruction needs every lane of the warp, running the same instruction");
+    if (w.lanes != state().opt.warp_size) fiber_fail("a warp-wide matrix instruction in a partial warp");
+    w.collective[0](w.record, w.lanes);
+  }
   uint64_t ballot = 0;
   for (int l = 0; l < w.lanes; ++l)
     if (w.present[l] && w.value[l] != 0) ballot |= uint64_t{1} << l;
@@ -263,6 +277,7 @@ inline void complete_warp(WarpState& w) {
       w.result[l] = ballot;
       continue;
     }
+    if (op == ShflOp::kCollective) continue;
     const int width = w.width[l] == 0 ? ws : w.width[l];
     if (width <= 0 || width > ws || (width & (width - 1)) != 0)
       fiber_fail("shuffle width " + std::to_string(width) + " is not a power of two <= the warp size");
@@ -274,7 +289,8 @@ inline void complete_warp(WarpState& w) {
       case ShflOp::kDown: j = l + (b & (ws - 1)); ok = j < end; break;
       case ShflOp::kUp: j = l - (b & (ws - 1)); ok = j >= seg; break;
       case ShflOp::kIdx: j = seg + (b & (width - 1)); break;
-      case ShflOp::kBallot: break;
+      case ShflOp::kBallot:
+      case ShflOp::kCollective: break;
     }
     if (!ok) j = l;
     if (j >= w.lanes || !w.present[j])
@@ -493,6 +509,15 @@ inline T shfl(ShflOp op, T v, int arg, int width, const char* file = __builtin_F
 }
 inline uint64_t ballot(bool p, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   return warp_exchange(ShflOp::kBallot, p ? 1 : 0, 0, 0, file, line);
+}
+inline void warp_collective(CollectiveFn fn, void* record, const char* file = __builtin_FILE(),
+                            int line = __builtin_LINE()) {
+  using namespace detail;
+  Fiber* f = cur();
+  WarpState& w = f->block->warps[static_cast<size_t>(f->warp)];
+  w.record[f->lane] = record;
+  w.collective[f->lane] = fn;
+  warp_exchange(ShflOp::kCollective, 0, 0, 0, file, line);
 }
 
 // Atomics are scheduling points: another thread may run between any two of them.

@@ -124,6 +124,44 @@ DS_DEV int atomic_add(int* p, int v) { return atomicAdd(p, v); }
 DS_DEV unsigned atomic_add(unsigned* p, unsigned v) { return atomicAdd(p, v); }
 #endif
 
+// Orders this thread's global writes before its later ones as seen by the whole device (the
+// "last block reduces" protocol: write partials, fence, then count arrivals with atomic_add).
+#if defined(DS_GPU_EMU)
+DS_DEV void thread_fence() {}  // one OS thread: memory is sequentially consistent
+#else
+DS_DEV void thread_fence() { __threadfence(); }
+#endif
+
+// --- bit manipulation (research/gpu-emulation.md §1.6, §1.7) -----------------------------------
+// lop3: bit i of the result is bit ((a_i << 2) | (b_i << 1) | c_i) of kLut (one instruction on
+// NVIDIA; the same expression folds to and/or/bfi elsewhere).
+template <int kLut>
+DS_DEV uint32_t lop3(uint32_t a, uint32_t b, uint32_t c) {
+#if defined(DS_GPU_CUDA) && defined(__CUDA_ARCH__)
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(kLut));
+  return d;
+#else
+  uint32_t d = 0;
+  DS_UNROLL
+  for (int i = 0; i < 8; ++i)
+    if ((kLut >> i) & 1) d |= ((i & 4) ? a : ~a) & ((i & 2) ? b : ~b) & ((i & 1) ? c : ~c);
+  return d;
+#endif
+}
+// Byte i of the result is byte (sel >> 4i) & 7 of the 8 bytes {a (0..3), b (4..7)} (prmt's
+// default mode, __byte_perm).
+DS_DEV uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t sel) {
+#if defined(DS_GPU_EMU)
+  const uint64_t t = (static_cast<uint64_t>(b) << 32) | a;
+  uint32_t d = 0;
+  for (int i = 0; i < 4; ++i) d |= static_cast<uint32_t>((t >> (8 * ((sel >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return d;
+#else
+  return __byte_perm(a, b, sel);
+#endif
+}
+
 // --- math: the GPU's fast forms; under emulation libm (op tolerances cover the gap) ---
 #if defined(DS_GPU_EMU)
 DS_DEV float fast_exp(float x) { return std::exp(x); }

@@ -96,11 +96,10 @@ static Status prepare_quantized(const WeightSource& src, CpuWeight* w) {
   if (!src.sym) {
     // v1 stores zero - 1; a stored 2^bits - 1 wraps to 0 as GPTQModel's packed v1->v2 add does.
     w->zeros.assign(static_cast<size_t>(G * n_pad), 0);
-    const int32_t mask = (1 << bits) - 1;
     for (int64_t g = 0; g < G; ++g)
       for (int64_t n = 0; n < N; ++n)
         w->zeros[static_cast<size_t>(kernels::group_param_index(G, g, n))] = static_cast<uint8_t>(
-            kernels::gptq_zero(src.qzeros, N, bits, false, src.zeros_v2, g, n) & mask);
+            kernels::gptq_zero(src.qzeros, N, bits, false, src.zeros_v2, g, n));
   }
   if (!identity) w->perm = std::move(perm);
 

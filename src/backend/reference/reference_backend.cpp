@@ -36,7 +36,7 @@ class RefWeight : public PreparedWeight {
     const int64_t g = group_of[static_cast<size_t>(k)];
     const float scale = read_elem(src.scales_dtype, src.scales, g * src.n + n);
     const uint32_t q = kernels::gptq_qweight_code(src.qweight, src.n, src.bits, k, n);
-    const int32_t z = kernels::gptq_zero(src.qzeros, src.n, src.bits, src.sym, src.zeros_v2, g, n) & ((1 << src.bits) - 1);
+    const int32_t z = kernels::gptq_zero(src.qzeros, src.n, src.bits, src.sym, src.zeros_v2, g, n);
     return scale * (static_cast<float>(q) - static_cast<float>(src.sym ? (1 << (src.bits - 1)) : z));
   }
 };
