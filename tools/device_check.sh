@@ -2,8 +2,10 @@
 # The device check (DESIGN.md §4.6): one command for a GPU machine, under 6 minutes. Builds the GPU
 # backend for the GPU it finds (CUDA: that card's sm only; ROCm: its gfx) without the server's
 # dependencies (DS_KERNELS_ONLY), runs the selftest (every op against the CPU backend in fp32,
-# bf16 and fp16 activations) and bench_gpu_ops (each op's bytes/s against a read kernel), and
-# prints the benchmark table last. Exit status: non-zero when a selftest case fails.
+# bf16 and fp16 activations) and bench_gpu_ops (each op's bytes/s against a read kernel), then
+# bench_gpu_gemm with bf16 and fp16 activations (the 4-bit GEMM and MoE experts against the dense
+# GEMM and the read kernel), whose tables are printed last. Exit status: non-zero when a selftest
+# case fails or bench_gpu_gemm does not finish. The arguments go to bench_gpu_ops only.
 #   tools/device_check.sh [--only OP] [--repeats N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,20 +23,24 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   cmake -S . -B build-device -G Ninja -DDS_CUDA=ON -DDS_KERNELS_ONLY=ON -DDS_BUILD_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$out/configure.log" 2>&1 ||
     { tail -30 "$out/configure.log"; exit 1; }
-  target=bench_gpu_ops_cuda
+  gpu=cuda
 elif command -v rocminfo >/dev/null 2>&1; then
   gfx=$(rocminfo | grep -o 'gfx[0-9a-f]*' | head -1)
   echo "device_check: ROCm $gfx"
   cmake -S . -B build-device -G Ninja -DDS_HIP=ON -DDS_KERNELS_ONLY=ON -DDS_BUILD_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=Release -DDS_HIP_ARCHS="$gfx" >"$out/configure.log" 2>&1 ||
     { tail -30 "$out/configure.log"; exit 1; }
-  target=bench_gpu_ops_hip
+  gpu=hip
 else
   echo "device_check: no GPU found (nvidia-smi / rocminfo)"; exit 1
 fi
 start=$(date +%s)
-cmake --build build-device --target "$target" -j "$jobs" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+cmake --build build-device --target "bench_gpu_ops_$gpu" -j "$jobs" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 echo "device_check: built in $(( $(date +%s) - start )) s"
 status=0
 build-device/bench_gpu_ops --selftest "${args[@]}" 2>&1 | tee "$out/bench.txt" || status=$?
+cmake --build build-device --target "bench_gpu_gemm_$gpu" -j "$jobs" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+for dtype in bfloat16 float16; do
+  build-device/bench_gpu_gemm --dtype "$dtype" 2>&1 | tee "$out/bench_gemm_$dtype.txt" || status=$?
+done
 exit $status

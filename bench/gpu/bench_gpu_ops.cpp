@@ -10,42 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "kernels/gpu/ops_bandwidth.h"
+#include "bench/gpu/bandwidth_probe.h"
 #include "src/backend/gpu/gpu_backend.h"
 #include "src/backend/gpu/selftest.h"
 
 using namespace ds;
 using namespace ds::backend::gpu;
-
-namespace {
-
-// Bytes/s of one full read of a buffer far larger than the last-level cache.
-double read_bandwidth(GpuBackend& be, int repeats) {
-  Runtime& rt = be.runtime();
-  const DeviceInfo info = rt.query_memory().value();
-  size_t bytes = std::min<size_t>(size_t{4} << 30, info.free_bytes / 4) & ~size_t{4095};
-  bytes = std::max<size_t>(bytes, size_t{64} << 20);
-  auto buf = be.alloc(bytes, "bandwidth probe");
-  auto out = be.alloc(4096 * sizeof(float), "bandwidth probe result");
-  if (!buf.is_ok() || !out.is_ok()) return 0;
-  be.fill_zero((*buf)->data(), bytes);
-  const int blocks = std::max(1, info.multiprocessors) * 8;
-  auto run = [&] {
-    gpu::launch_read_bandwidth((*buf)->data(), bytes, static_cast<float*>((*out)->data()), std::min(blocks, 4096),
-                               rt.stream());
-  };
-  run();
-  be.synchronize();
-  void* e0 = rt.event_record().value();
-  for (int i = 0; i < repeats; ++i) run();
-  void* e1 = rt.event_record().value();
-  const double ms = rt.event_elapsed_ms(e0, e1).value();
-  rt.event_destroy(e0);
-  rt.event_destroy(e1);
-  return ms > 0 ? static_cast<double>(bytes) * repeats / (ms * 1e-3) : 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::string dtype = "bfloat16", only;
