@@ -170,16 +170,37 @@ size_t moe_plan_bytes(int64_t pairs, int E) {
   return bytes;
 }
 
+MoePlanView moe_plan(const int32_t* ids, int64_t pairs, int E, int top_k, void* plan_mem, Stream stream) {
+  const Plan plan = carve(plan_mem, pairs, E);
+  MoePlanView v{plan.sorted_pair, plan.sorted_token, plan.tiles, plan.num_tiles, plan.max_tiles};
+  if (pairs <= 0) return v;
+  DS_LAUNCH(count_kernel, plan.chunks, kChunk, static_cast<size_t>(E) * sizeof(int), stream, ids, pairs, E,
+            plan.chunk_counts);
+  DS_LAUNCH(offsets_kernel, 1, kPlanThreads, 0, stream, E, plan.chunks, plan);
+  DS_LAUNCH(scatter_kernel, plan.chunks, kChunk, kChunk * sizeof(int32_t), stream, ids, pairs, E, top_k, plan);
+  return v;
+}
+
+void moe_combine(const float* y, int64_t T, int64_t H, int top_k, const float* weights, int64_t ld_weights, void* out,
+                 int64_t ldo, DType act, Stream stream) {
+  if (T <= 0) return;
+  auto launch_combine = [&](auto zero) {
+    using T16 = decltype(zero);
+    auto k = combine_kernel<T16>;
+    DS_LAUNCH(k, static_cast<unsigned>(T), kCombineThreads, 0, stream, y, H, top_k, weights, ld_weights,
+              static_cast<T16*>(out), ldo);
+  };
+  if (act == DType::kBF16) launch_combine(bf16{});
+  else if (act == DType::kF16) launch_combine(f16{});
+  else launch_combine(0.0f);
+}
+
 void moe_experts(const MoeShape& s, const void* x, int64_t ldx, DType act, const int32_t* ids, const float* weights,
                  int64_t ld_weights, const void* const* gate_w, const void* const* up_w, const void* const* down_w,
                  DType wt, void* out, int64_t ldo, void* plan_mem, float* work, Stream stream) {
   const int64_t pairs = s.T * s.top_k;
   if (pairs <= 0) return;
-  const Plan plan = carve(plan_mem, pairs, s.E);
-  DS_LAUNCH(count_kernel, plan.chunks, kChunk, static_cast<size_t>(s.E) * sizeof(int), stream, ids, pairs, s.E,
-            plan.chunk_counts);
-  DS_LAUNCH(offsets_kernel, 1, kPlanThreads, 0, stream, s.E, plan.chunks, plan);
-  DS_LAUNCH(scatter_kernel, plan.chunks, kChunk, kChunk * sizeof(int32_t), stream, ids, pairs, s.E, s.top_k, plan);
+  const MoePlanView plan = moe_plan(ids, pairs, s.E, s.top_k, plan_mem, stream);
 
   float* g = work;                // [pairs][I] in sorted order: gate, then silu(gate) * up
   float* y = work + pairs * s.I;  // [pairs][H] in pair order: the down projection of each pair
@@ -216,15 +237,7 @@ void moe_experts(const MoeShape& s, const void* x, int64_t ldx, DType act, const
   c.K = s.I;
   gemm(c, stream);
 
-  auto launch_combine = [&](auto zero) {
-    using T = decltype(zero);
-    auto k = combine_kernel<T>;
-    DS_LAUNCH(k, static_cast<unsigned>(s.T), kCombineThreads, 0, stream, y, s.H, s.top_k, weights, ld_weights,
-              static_cast<T*>(out), ldo);
-  };
-  if (act == DType::kBF16) launch_combine(bf16{});
-  else if (act == DType::kF16) launch_combine(f16{});
-  else launch_combine(0.0f);
+  moe_combine(y, s.T, s.H, s.top_k, weights, ld_weights, out, ldo, act, stream);
 }
 
 }  // namespace ds::gpu

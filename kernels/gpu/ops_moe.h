@@ -42,6 +42,20 @@ size_t moe_plan_bytes(int64_t pairs, int E);
 // Bytes of fp32 work per pair: silu(gate) * up [I] (sorted order) + down output [H] (pair order).
 inline size_t moe_work_bytes_per_pair(int64_t H, int64_t I) { return static_cast<size_t>(I + H) * 4; }
 
+// The grouping alone (for the quantized experts, kernels/gpu/qgemm.cu): pairs sorted by expert
+// (stable), each expert's rows cut into tiles of kMoeTileRows, in plan_mem (moe_plan_bytes).
+struct MoePlanView {
+  const int32_t* sorted_pair;   // [pairs] pair of each sorted row
+  const int32_t* sorted_token;  // [pairs] token of each sorted row
+  const int32_t* tiles;         // [max_tiles][3] (expert, first sorted row, rows)
+  const int32_t* num_tiles;     // [1] tiles in use
+  int max_tiles;
+};
+MoePlanView moe_plan(const int32_t* ids, int64_t pairs, int E, int top_k, void* plan_mem, Stream stream);
+// out[t] (act) = sum over s in slot order of weights[t][s] * y[t * top_k + s] (y: [T*top_k][H] fp32).
+void moe_combine(const float* y, int64_t T, int64_t H, int top_k, const float* weights, int64_t ld_weights, void* out,
+                 int64_t ldo, DType act, Stream stream);
+
 // out[t][0..H) = sum over s of weights[t][s] * down_e(silu(gate_e(x_t)) * up_e(x_t)), e = ids[t][s],
 // for the s in slot order. gate_w/up_w/down_w: device tables of E weight pointers (all experts of
 // one shape, dtype wt). plan: moe_plan_bytes(T*top_k, E) bytes; work: T*top_k*moe_work_bytes_per_pair.

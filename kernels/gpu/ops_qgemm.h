@@ -35,6 +35,8 @@ struct QLayout {
   int64_t group_rows = 0;       // rows per group in sorted order (a multiple of 16), or k_pad
 };
 // Fills n_pad, k_pad, group_rows; group_size <= 0 means one group.
+// The lanes of the build's matrix layout: 32 (CUDA), 64 (HIP), the launch warp size (emulation).
+int qgemm_lanes();
 QLayout make_qlayout(int lanes, int bits, DType act, int64_t n, int64_t k, int group_size, int64_t groups);
 size_t qlayout_packed_bytes(const QLayout& l);
 size_t qlayout_scale_bytes(const QLayout& l);  // scales (and zeros, the same size again)

@@ -367,6 +367,14 @@ void with_layout(int lanes, F f) {
 
 }  // namespace
 
+int qgemm_lanes() {
+#if defined(DS_GPU_EMU)
+  return ::ds::emu::options().warp_size;
+#else
+  return MmaNative::kLanes;
+#endif
+}
+
 QLayout make_qlayout(int lanes, int bits, DType act, int64_t n, int64_t k, int group_size, int64_t groups) {
   QLayout l;
   l.lanes = lanes;

@@ -19,15 +19,6 @@ std::string gib(size_t bytes) {
   return b;
 }
 
-float to_float(DType dt, const void* p, int64_t i) {
-  switch (dt) {
-    case DType::kF32: return static_cast<const float*>(p)[i];
-    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return 0.0f;
-  }
-}
-
 }  // namespace
 
 GpuBackend::GpuBackend(std::unique_ptr<Runtime> rt, GpuOptions options) : rt_(std::move(rt)), options_(options) {}
@@ -83,7 +74,19 @@ void GpuBackend::synchronize() {
 
 Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightSource& src, const TpShard& shard) {
   if (shard.size > 1) return unsupported(src.name + ": tensor-parallel shards are not supported by the GPU backend yet");
-  if (src.bits != 16) return prepare_gptq(src);
+  if (src.bits != 16) {
+    if ((src.bits != 4 && src.bits != 8) || src.qweight == nullptr || src.scales == nullptr || src.n <= 0 ||
+        src.k <= 0 || src.k % (32 / src.bits) != 0 || src.scale_groups <= 0 ||
+        (src.scales_dtype != DType::kF16 && src.scales_dtype != DType::kBF16))
+      return invalid_argument(src.name + ": unsupported GPTQ layout for the GPU backend");
+    if (src.g_idx != nullptr)
+      for (int64_t i = 0; i < src.k; ++i)
+        if (src.g_idx[i] < 0 || src.g_idx[i] >= src.scale_groups)
+          return corrupt(src.name + ": g_idx[" + std::to_string(i) + "] out of range");
+    DS_ASSIGN_OR_RETURN(auto q, prepare_quant(src));
+    if (q) return Result<std::unique_ptr<PreparedWeight>>(std::move(q));
+    return prepare_gptq(src);
+  }
   if (src.weight == nullptr) return invalid_argument(src.name + ": dense weight data missing");
   if (src.weight_dtype != DType::kBF16 && src.weight_dtype != DType::kF16 && src.weight_dtype != DType::kF32)
     return invalid_argument(src.name + ": dense weights must be bf16, fp16 or fp32");
@@ -99,7 +102,7 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightS
   weights_.push_back(std::move(buf));
   if (src.bias != nullptr) {
     std::vector<float> b(static_cast<size_t>(src.n));
-    for (int64_t i = 0; i < src.n; ++i) b[static_cast<size_t>(i)] = to_float(src.bias_dtype, src.bias, i);
+    for (int64_t i = 0; i < src.n; ++i) b[static_cast<size_t>(i)] = host_float(src.bias_dtype, src.bias, i);
     DS_ASSIGN_OR_RETURN(auto bb, alloc(b.size() * sizeof(float), src.name + " bias"));
     DS_RETURN_IF_ERROR(upload_weight(bb->data(), b.data(), b.size() * sizeof(float)));
     w->bias = static_cast<float*>(bb->data());
@@ -110,10 +113,6 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightS
 
 // The checkpoint's GPTQ tensors uploaded as they are (the fallback kernel reads that layout).
 Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_gptq(const WeightSource& src) {
-  if ((src.bits != 4 && src.bits != 8) || src.qweight == nullptr || src.scales == nullptr || src.n <= 0 || src.k <= 0 ||
-      src.k % (32 / src.bits) != 0 || src.scale_groups <= 0 ||
-      (src.scales_dtype != DType::kF16 && src.scales_dtype != DType::kBF16))
-    return invalid_argument(src.name + ": unsupported GPTQ layout for the GPU backend");
   auto w = std::make_unique<GpuGptqWeight>();
   w->n = src.n;
   w->k = src.k;
@@ -140,9 +139,6 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_gptq(const WeightSou
     w->qzeros = static_cast<const int32_t*>(qz);
   }
   if (src.g_idx != nullptr) {
-    for (size_t i = 0; i < k; ++i)
-      if (src.g_idx[i] < 0 || static_cast<size_t>(src.g_idx[i]) >= g)
-        return corrupt(src.name + ": g_idx[" + std::to_string(i) + "] out of range");
     DS_ASSIGN_OR_RETURN(void* gi, put(src.g_idx, k * 4, "g_idx"));
     w->g_idx = static_cast<const int32_t*>(gi);
   } else if ((k + static_cast<size_t>(w->group_size) - 1) / static_cast<size_t>(w->group_size) > g) {
@@ -150,7 +146,7 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_gptq(const WeightSou
   }
   if (src.bias != nullptr) {
     std::vector<float> b(n);
-    for (size_t i = 0; i < n; ++i) b[i] = to_float(src.bias_dtype, src.bias, static_cast<int64_t>(i));
+    for (size_t i = 0; i < n; ++i) b[i] = host_float(src.bias_dtype, src.bias, static_cast<int64_t>(i));
     DS_ASSIGN_OR_RETURN(void* bb, put(b.data(), n * 4, "bias"));
     w->bias = static_cast<float*>(bb);
   }
@@ -229,7 +225,8 @@ Status GpuBackend::reserve_step(const StepLimits& limits) {
   const size_t scratch = std::max({attention_scratch_bytes(limits, cache_), gdn_scratch_bytes(limits, cache_),
                                    moe_scratch_bytes(limits, cache_), sample_scratch_bytes(limits, cache_), size_t{256}});
   DS_ASSIGN_OR_RETURN(scratch_, alloc(scratch, "op scratch"));
-  return Status::ok();
+  repack_tmp_.reset();  // the load is over
+  return reserve_quant();
 }
 
 Status GpuBackend::plan(const StepMeta& m) {

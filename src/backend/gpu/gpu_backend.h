@@ -11,11 +11,13 @@
 // gpu_ops_sample.cpp (sampling, logprobs).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "deltaserve/backend/backend.h"
+#include "kernels/gpu/ops_qgemm.h"
 #include "src/backend/gpu/runtime.h"
 #include "src/backend/gpu/staging.h"
 
@@ -29,8 +31,18 @@ class GpuDenseWeight : public PreparedWeight {
   float* bias = nullptr;
 };
 
+// A GPTQ/AutoRound weight repacked at load for the quantized GEMM (kernels/gpu/qgemm.cu).
+class GpuQuantWeight : public PreparedWeight {
+ public:
+  ds::gpu::QLayout layout;
+  ds::gpu::QWeightPtrs ptrs;
+  const int32_t* perm = nullptr;  // act-order: the checkpoint row of each sorted row
+  float* bias = nullptr;
+};
+
 // A GPTQ/AutoRound weight as the checkpoint stores it, in device memory, dequantised per use by the
-// portable fallback kernel (kernels/gpu/gptq_linear.cu) until the Marlin-style kernels (issue 12).
+// portable kernel (kernels/gpu/gptq_linear.cu): the layouts the quantized GEMM does not take (fp32
+// activations, group sizes not a multiple of 16, act-order groups of unequal size).
 class GpuGptqWeight : public PreparedWeight {
  public:
   const int32_t* qweight = nullptr;
@@ -165,6 +177,24 @@ class GpuBackend final : public Backend {
   Status upload_weight(void* dst, const void* src, size_t bytes);
   Result<std::unique_ptr<PreparedWeight>> prepare_gptq(const WeightSource& src);
   Status finish_uploads();
+
+  // The quantized GEMM (gpu_quant.cpp): the repack (null when the layout is not one it takes), its
+  // split-K and act-order buffers, the linear and the grouped experts.
+  Result<std::unique_ptr<PreparedWeight>> prepare_quant(const WeightSource& src);
+  Status reserve_quant();  // after limits_ is set
+  Status reserve_gather();
+  void fill_split_k(ds::gpu::QGemmCall& c) const;
+  void quant_linear(const GpuQuantWeight& w, Act x, Act y);
+  const ds::gpu::QWeightPtrs* expert_table(const PreparedWeight* const* gate, const PreparedWeight* const* up,
+                                           const PreparedWeight* const* down, int E);
+  void quant_moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int E, const PreparedWeight* const* gate,
+                         const PreparedWeight* const* up, const PreparedWeight* const* down, Act out);
+  std::unique_ptr<DeviceBuffer> repack_tmp_;          // checkpoint tensors being repacked
+  std::unique_ptr<DeviceBuffer> qws_, qcounters_;     // split-K partials and arrival counters
+  std::unique_ptr<DeviceBuffer> qgather_;             // act-order inputs [max_tokens][k_pad]
+  int64_t max_act_order_k_ = 0;
+  int target_blocks_ = 16;
+  std::map<const PreparedWeight*, std::unique_ptr<DeviceBuffer>> expert_tables_;  // by first gate weight
 };
 
 // Opens device `index` of the compiled vendor and makes a backend on it.

@@ -13,12 +13,9 @@
 namespace ds::backend::gpu {
 namespace {
 
-
-
-
 const GpuDenseWeight& dense(const PreparedWeight* w, const char* op) {
   const auto* d = dynamic_cast<const GpuDenseWeight*>(w);
-  if (!d) op_fail(op, "the GPU backend only runs dense bf16/fp16/fp32 weights (quantized GEMM is issue 12)");
+  if (!d) op_fail(op, "quantized experts need bfloat16 or float16 activations on the GPU backend (--dtype)");
   return *d;
 }
 
@@ -29,6 +26,7 @@ constexpr size_t kMoeWorkCap = size_t{256} << 20;
 }  // namespace
 
 void GpuBackend::linear(const PreparedWeight& pw, Act x, Act y) {
+  if (const auto* q = dynamic_cast<const GpuQuantWeight*>(&pw)) return quant_linear(*q, x, y);
   if (const auto* q = dynamic_cast<const GpuGptqWeight*>(&pw)) {
     if (x.cols != q->k || y.cols != q->n || x.rows != y.rows)
       op_fail("linear", "shapes do not fit: x=" + dims(x) + " w=" + std::to_string(q->n) + "x" + std::to_string(q->k) +
@@ -88,6 +86,8 @@ void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, 
   if (T == 0) return;
   const int E = num_experts;
   if (E <= 0 || E > ds::gpu::kMaxExperts) op_fail("moe_experts", "expert count " + std::to_string(E) + " out of range");
+  if (dynamic_cast<const GpuQuantWeight*>(gate[0]))
+    return quant_moe_experts(x, ids, weights, top_k, E, gate, up, down, out);
   // Device tables of the experts' weight pointers, uploaded into the scratch head each call.
   std::vector<const void*> table(3 * static_cast<size_t>(E));
   DType wt = DType::kUnknown;
