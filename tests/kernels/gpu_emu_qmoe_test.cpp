@@ -202,6 +202,10 @@ TEST(GpuEmuQuant, ExpertsDecode) {
   experts_case(2, 16, 4, 128, 64, 8, 32, false, DType::kBF16);
 }
 
+TEST(GpuEmuQuant, ExpertsInt8Prefill) {
+  experts_case(42, 6, 2, 96, 24, 8, 128, false, DType::kBF16);
+}
+
 TEST(GpuEmuQuant, ExpertsSkewedPrefill) {
   experts_case(40, 12, 2, 64, 48, 4, 16, true, DType::kF16);  // 40 rows on experts 1 and 3: two tiles each
 }

@@ -11,7 +11,6 @@
 // gpu_ops_sample.cpp (sampling, logprobs).
 #pragma once
 
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +37,10 @@ class GpuQuantWeight : public PreparedWeight {
   ds::gpu::QWeightPtrs ptrs;
   const int32_t* perm = nullptr;  // act-order: the checkpoint row of each sorted row
   float* bias = nullptr;
+  // When this is a MoE layer's first gate weight: the layer's device table of expert pointers and
+  // the weights it was built from (moe_experts builds it on first use; it dies with the weight).
+  mutable std::unique_ptr<DeviceBuffer> expert_table;
+  mutable std::vector<const PreparedWeight*> expert_table_of;
 };
 
 // A GPTQ/AutoRound weight as the checkpoint stores it, in device memory, dequantised per use by the
@@ -194,7 +197,7 @@ class GpuBackend final : public Backend {
   std::unique_ptr<DeviceBuffer> qgather_;             // act-order inputs [max_tokens][k_pad]
   int64_t max_act_order_k_ = 0;
   int target_blocks_ = 16;
-  std::map<const PreparedWeight*, std::unique_ptr<DeviceBuffer>> expert_tables_;  // by first gate weight
+
 };
 
 // Opens device `index` of the compiled vendor and makes a backend on it.

@@ -176,13 +176,16 @@ void GpuBackend::quant_linear(const GpuQuantWeight& w, Act x, Act y) {
   check("linear (quantized)", shapes);
 }
 
-// The experts' tile pointers, uploaded once per layer (keyed by its first gate weight) and kept.
+// The experts' tile pointers, uploaded once per layer and kept by its first gate weight (rebuilt if
+// called with other weights).
 const ds::gpu::QWeightPtrs* GpuBackend::expert_table(const PreparedWeight* const* gate, const PreparedWeight* const* up,
                                                      const PreparedWeight* const* down, int E) {
-  auto it = expert_tables_.find(gate[0]);
-  if (it != expert_tables_.end()) return static_cast<const ds::gpu::QWeightPtrs*>(it->second->data());
-  std::vector<ds::gpu::QWeightPtrs> t(3 * static_cast<size_t>(E));
   const auto* g0 = dynamic_cast<const GpuQuantWeight*>(gate[0]);
+  std::vector<const PreparedWeight*> of(gate, gate + E);
+  of.insert(of.end(), up, up + E);
+  of.insert(of.end(), down, down + E);
+  if (g0->expert_table && g0->expert_table_of == of) return static_cast<const ds::gpu::QWeightPtrs*>(g0->expert_table->data());
+  std::vector<ds::gpu::QWeightPtrs> t(3 * static_cast<size_t>(E));
   const auto* d0 = dynamic_cast<const GpuQuantWeight*>(down[0]);
   for (int e = 0; e < E; ++e) {
     const auto* g = dynamic_cast<const GpuQuantWeight*>(gate[e]);
@@ -202,9 +205,9 @@ const ds::gpu::QWeightPtrs* GpuBackend::expert_table(const PreparedWeight* const
   auto buf = alloc(t.size() * sizeof(t[0]), "MoE expert table");
   if (!buf.is_ok()) op_fail("moe_experts", buf.status().message());
   upload((*buf)->data(), t.data(), t.size() * sizeof(t[0]));
-  const auto* p = static_cast<const ds::gpu::QWeightPtrs*>((*buf)->data());
-  expert_tables_.emplace(gate[0], std::move(*buf));
-  return p;
+  g0->expert_table = std::move(*buf);
+  g0->expert_table_of = std::move(of);
+  return static_cast<const ds::gpu::QWeightPtrs*>(g0->expert_table->data());
 }
 
 void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int E,

@@ -75,48 +75,66 @@ Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t tab
 }
 Weights& weights(void* st) { return *static_cast<Weights*>(st); }
 
-// A GPTQ int4 weight [n][k] (asymmetric, group 32, act-order g_idx) with random codes, zeros and
-// scales, prepared on one backend.
-struct Gptq {
-  std::vector<int32_t> qweight, qzeros, g_idx;
-  std::vector<uint16_t> scales;
-  std::unique_ptr<PreparedWeight> w;
+// GPTQ weights [n][k] with random codes, zeros (v1: zero - 1 wrapped to the field) and scales,
+// prepared on one backend: the layouts the quantized GEMM takes (and, with fp32 activations, the
+// portable kernel).
+struct GptqSpec {
+  int bits = 4, group_size = 128;
+  bool sym = true, act_order = false;
 };
-Setup gptq_weight(int64_t n, int64_t k) {
+struct Gptq {
+  std::vector<std::vector<int32_t>> qweight, qzeros, g_idx;
+  std::vector<std::vector<uint16_t>> scales;
+  std::vector<std::unique_ptr<PreparedWeight>> w;
+  std::vector<const PreparedWeight*> ptr;
+};
+Gptq& gptq(void* st) { return *static_cast<Gptq*>(st); }
+Setup gptq_weights(std::vector<std::pair<int64_t, int64_t>> shapes, GptqSpec spec) {
   return [=](Backend& be) -> std::shared_ptr<void> {
     auto st = std::make_shared<Gptq>();
-    const int64_t groups = (k + 31) / 32;
     std::mt19937 rng(123);
-    for (int64_t i = 0; i < k / 8 * n; ++i) st->qweight.push_back(static_cast<int32_t>(rng()));
-    for (int64_t i = 0; i < groups * n / 8; ++i) {
-      uint32_t word = 0;  // v1 zeros store zero - 1, in 0..14
-      for (int j = 0; j < 8; ++j) word |= (rng() % 15) << (4 * j);
-      st->qzeros.push_back(static_cast<int32_t>(word));
+    const int pf = 32 / spec.bits;
+    for (auto [n, k] : shapes) {
+      const int64_t gs = spec.group_size > 0 ? spec.group_size : k, groups = (k + gs - 1) / gs;
+      auto& qw = st->qweight.emplace_back();
+      auto& qz = st->qzeros.emplace_back();
+      auto& sc = st->scales.emplace_back();
+      auto& gi = st->g_idx.emplace_back();
+      for (int64_t i = 0; i < k / pf * n; ++i) qw.push_back(static_cast<int32_t>(rng()));
+      for (int64_t i = 0; i < groups * n / pf; ++i) qz.push_back(static_cast<int32_t>(rng()));
+      const float unit = spec.bits == 8 ? 1.0f / 16 : 1.0f;  // about the same weights at either width
+      for (int64_t i = 0; i < groups * n; ++i)
+        sc.push_back(f32_to_f16(unit * (0.002f + 0.004f * static_cast<float>(rng() % 1000) / 1000.0f)));
+      if (spec.act_order) {  // as GPTQ writes it: group i holds the i-th gs columns of a permutation
+        std::vector<int32_t> perm(static_cast<size_t>(k));
+        for (int64_t i = 0; i < k; ++i) perm[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+        std::shuffle(perm.begin(), perm.end(), rng);
+        gi.resize(static_cast<size_t>(k));
+        for (int64_t i = 0; i < k; ++i) gi[static_cast<size_t>(perm[static_cast<size_t>(i)])] = static_cast<int32_t>(i / gs);
+      }
+      WeightSource src;
+      src.name = "selftest gptq";
+      src.n = n;
+      src.k = k;
+      src.bits = spec.bits;
+      src.group_size = spec.group_size;
+      src.sym = spec.sym;
+      src.qweight = qw.data();
+      src.qzeros = qz.data();
+      src.scales = sc.data();
+      src.scale_groups = groups;
+      src.g_idx = gi.empty() ? nullptr : gi.data();
+      auto p = be.prepare_weight(src, {});
+      if (!p.is_ok()) return nullptr;
+      st->w.push_back(std::move(p).value());
+      st->ptr.push_back(st->w.back().get());
     }
-    for (int64_t i = 0; i < groups * n; ++i) st->scales.push_back(f32_to_f16(0.002f + 0.004f * static_cast<float>(rng() % 1000) / 1000.0f));
-    // act-order as GPTQ writes it: group i holds the i-th 32 columns of a permutation of K.
-    std::vector<int32_t> perm(static_cast<size_t>(k));
-    for (int64_t i = 0; i < k; ++i) perm[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    st->g_idx.resize(static_cast<size_t>(k));
-    for (int64_t i = 0; i < k; ++i) st->g_idx[static_cast<size_t>(perm[static_cast<size_t>(i)])] = static_cast<int32_t>(i / 32);
-    WeightSource src;
-    src.name = "selftest gptq";
-    src.n = n;
-    src.k = k;
-    src.bits = 4;
-    src.group_size = 32;
-    src.sym = false;
-    src.qweight = st->qweight.data();
-    src.qzeros = st->qzeros.data();
-    src.scales = st->scales.data();
-    src.scale_groups = groups;
-    src.g_idx = st->g_idx.data();
-    auto p = be.prepare_weight(src, {});
-    if (!p.is_ok()) return nullptr;
-    st->w = std::move(p).value();
     return st;
   };
+}
+double gptq_bytes(int64_t n, int64_t k, GptqSpec spec) {
+  const int64_t gs = spec.group_size > 0 ? spec.group_size : k;
+  return static_cast<double>(n * k * spec.bits / 8 + (k + gs - 1) / gs * n * 2 * (spec.sym ? 1 : 2));
 }
 
 }  // namespace
@@ -236,7 +254,7 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                     be.attention(0, x[0], x[1], x[2], nh, nkv, hd, 1.0f / std::sqrt(static_cast<float>(hd)), x[3]);
                   },
                   nullptr, ctx_bytes});
-    // Router and a dense linear (bf16 weights; GPTQ layers are the next issue's kernels).
+    // Router and the linears.
     const int E = sm ? 8 : 256, top = sm ? 2 : 8;
     cs.push_back({"moe_route", dims({T, E}) + " top " + std::to_string(top), st, {}, [=](int64_t t, uint32_t s) {
                     return std::vector<Tensor>{f32(t, E, s, 2.0f), out(Tensor{Kind::kI32, t, top, std::vector<float>(static_cast<size_t>(t * top)), false}),
@@ -249,10 +267,16 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                   },
                   [=](Backend& be, const std::vector<Act>& x, void* w) { be.linear(*weights(w).ptr[0], x[0], x[1]); },
                   dense_weights({{N, H}}), static_cast<double>(N * H * 2)});
-    cs.push_back({"linear gptq int4", dims({T, H}) + " -> " + std::to_string(N) + " g32 act-order", st, {},
-                  [=](int64_t t, uint32_t s) { return std::vector<Tensor>{act(t, H, s), out(act(t, N, 0))}; },
-                  [=](Backend& be, const std::vector<Act>& x, void* w) { be.linear(*static_cast<Gptq*>(w)->w, x[0], x[1]); },
-                  gptq_weight(N, H), static_cast<double>(N * H / 2 + N * H / 32 * 2)});
+    // Every GPTQ/AutoRound layout the quantized GEMM takes (the portable kernel under fp32).
+    const GptqSpec q4{4, 128, true, false}, q4_act{4, 32, false, true}, q4_chan{4, -1, false, false},
+        q8{8, 32, false, false}, q8_sym{8, 128, true, false};
+    for (auto [spec, label] : {std::pair{q4, "int4 g128 sym"}, {q4_act, "int4 g32 asym act-order"},
+                               {q4_chan, "int4 channelwise asym"}, {q8, "int8 g32 asym"}, {q8_sym, "int8 g128 sym"}}) {
+      cs.push_back({std::string("linear gptq ") + label, dims({T, H}) + " -> " + std::to_string(N), st, {},
+                    [=](int64_t t, uint32_t s) { return std::vector<Tensor>{act(t, H, s), out(act(t, N, 0))}; },
+                    [=](Backend& be, const std::vector<Act>& x, void* w) { be.linear(*gptq(w).ptr[0], x[0], x[1]); },
+                    gptq_weights({{N, H}}, spec), gptq_bytes(N, H, spec)});
+    }
     // fp32 output under 16-bit activations: the router and lm_head.
     cs.push_back({"linear -> fp32", dims({T, H}) + " -> " + std::to_string(E), st, {}, [=](int64_t t, uint32_t s) {
                     return std::vector<Tensor>{act(t, H, s), out(f32(t, E, 0))};
@@ -285,7 +309,7 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                   [=](Backend& be, const std::vector<Act>& x, void*) {
                     be.gdn_gates(x[0], x[1], x[2].as<float>(), x[3].as<float>(), x[4], x[5]);
                   }, nullptr});
-    // Experts (dense here; GPTQ experts are the next issue's kernels): routed ids from the router.
+    // Experts, dense and GPTQ (16-bit activations: the grouped quantized GEMM): routed ids from the router.
     const int Ex = sm ? 6 : 16, tk = 2;
     const int64_t Ie = sm ? 24 : 256;
     std::vector<std::pair<int64_t, int64_t>> shapes;
@@ -308,6 +332,30 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                     be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, g.data(), u.data(), d.data(), x[4]);
                   },
                   dense_weights(shapes)});
+    if (a != DType::kF32) {
+      for (auto [spec, label] : {std::pair{q4, "int4 g128"}, {q8_sym, "int8 g128"}}) {
+        double bytes = 0;
+        for (auto [n, k] : shapes) bytes += gptq_bytes(n, k, spec);
+        cs.push_back({std::string("moe_experts gptq ") + label, dims({T, H}) + " " + std::to_string(Ex) + " experts top 2", st, {},
+                      [=](int64_t t, uint32_t s) {
+                        return std::vector<Tensor>{act(t, H, s), f32(t, Ex, s + 1, 2.0f),
+                                                   Tensor{Kind::kI32, t, tk, std::vector<float>(static_cast<size_t>(t * tk)), false},
+                                                   f32(t, tk, 0), out(act(t, H, 0))};
+                      },
+                      [=](Backend& be, const std::vector<Act>& x, void* w) {
+                        auto& ws = gptq(w);
+                        std::vector<const PreparedWeight*> g, u, d;
+                        for (int e = 0; e < Ex; ++e) {
+                          g.push_back(ws.ptr[static_cast<size_t>(3 * e)]);
+                          u.push_back(ws.ptr[static_cast<size_t>(3 * e + 1)]);
+                          d.push_back(ws.ptr[static_cast<size_t>(3 * e + 2)]);
+                        }
+                        be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
+                        be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, g.data(), u.data(), d.data(), x[4]);
+                      },
+                      gptq_weights(shapes, spec), bytes});
+      }
+    }
   }
   return cs;
 }
