@@ -202,6 +202,10 @@ TEST(GpuEmuQuant, ExpertsDecode) {
   experts_case(2, 16, 4, 128, 64, 8, 32, false, DType::kBF16);
 }
 
+TEST(GpuEmuQuant, ManyExpertsMostIdle) {
+  experts_case(3, 64, 8, 64, 32, 4, 32, false, DType::kF16);  // 24 pairs over 64 experts
+}
+
 TEST(GpuEmuQuant, ExpertsInt8Prefill) {
   experts_case(42, 6, 2, 96, 24, 8, 128, false, DType::kBF16);
 }
