@@ -229,6 +229,8 @@ void bench_moe(GpuBackend& be, const Options& o, double bw) {
       add(int4_source(en + " up", gu), up);
       add(int4_source(en + " down", dn), down);
     }
+    const Status ps = be.prepare_experts(gate.data(), up.data(), down.data(), m.experts);
+    if (!ps.is_ok()) fail("prepare_experts " + std::string(m.name), ps);
   }
   reserve(be, o.moe_batches.back());
   std::printf("%-26s %4s %6s %9s %7s %9s %8s %7s  (goal: >= 60%% read)\n", "moe_experts (int4 g128)", "T",

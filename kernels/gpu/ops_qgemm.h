@@ -74,7 +74,7 @@ struct QGemmCall {
   const float* gate = nullptr;      // y = silu(gate[row]) * (x W^T) when set (fp32, ld_gate)
   int64_t ld_gate = 0;
   const float* bias = nullptr;      // [n]
-  int64_t m = 0;                    // dense: rows of x and y
+  int64_t m = 0;                    // dense: rows of x and y; grouped: tokens (0: unknown)
   // Split-K over blocks when the grid would not fill the device: fp32 partials in `workspace`
   // (any scratch), arrival counters in `counters` (zeroed once at allocation; each use leaves
   // them zero). target_blocks: about two per multiprocessor.

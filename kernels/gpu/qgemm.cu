@@ -290,8 +290,10 @@ __global__ void gather_columns_kernel(const uint16_t* x, int64_t ldx, const int3
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
+// Row tile: 16, 32 or 64 rows. MoE tiles hold up to 32 rows of one expert, and no more than the
+// pass's tokens (a token picks an expert once), so decode-sized passes take 16-row tiles.
 int choose_mf(const QGemmCall& c) {
-  if (c.tiles != nullptr) return 2;  // MoE tiles hold up to 32 rows
+  if (c.tiles != nullptr) return c.m > 0 && c.m <= 16 ? 1 : 2;
   return c.m <= 16 ? 1 : c.m <= 32 ? 2 : 4;
 }
 

@@ -172,6 +172,8 @@ Status Qwen35Model::prepare_weights(const ModelDesc& desc) {
         L->e_up.push_back(std::move(u));
         L->e_down.push_back(std::move(d));
       }
+      DS_RETURN_IF_ERROR(be_->prepare_experts(L->e_gate_p.data(), L->e_up_p.data(), L->e_down_p.data(),
+                                              static_cast<int>(E)));
       if (lw.moe.shared_expert.gate_proj.present()) {
         const int64_t Is = c.shared_expert_intermediate_size;
         DS_ASSIGN_OR_RETURN(L->gate, prep(lw.moe.shared_expert.gate_proj, Is, H, TpSplit::kColumn));

@@ -286,6 +286,7 @@ TEST(BackendOps, LinearRouterExpertsAndSampling) {
                 keep.push_back(std::move(be.prepare_weight(s, {}).value()));
                 (e % 3 == 0 ? g : e % 3 == 1 ? u : d).push_back(keep.back().get());
               }
+              EXPECT_TRUE(be.prepare_experts(g.data(), u.data(), d.data(), E).is_ok());
               std::vector<int32_t> ids(static_cast<size_t>(b[0].rows * top_k));
               be.moe_route(b[0].act(), top_k, true, ids.data(), b[2].act());
               be.moe_experts(b[1].act(), ids.data(), b[2].act(), top_k, E, g.data(), u.data(), d.data(), b[3].act());

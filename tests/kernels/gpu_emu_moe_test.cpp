@@ -222,6 +222,7 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, DType act, 
       owned.push_back(be.prepare_weight(dense_source(wd[static_cast<size_t>(e)], wt, H, I, nullptr), {}).value());
       dn.push_back(owned.back().get());
     }
+    EXPECT_TRUE(be.prepare_experts(g.data(), u.data(), dn.data(), E).is_ok());
     const Act xa = d.put(x, dt, T, H, H);
     const Act la = d.put(logits, DType::kF32, T, E, E);
     const Act wa = d.put(std::vector<float>(static_cast<size_t>(T * top_k), 0.0f), DType::kF32, T, top_k, top_k);

@@ -185,6 +185,8 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, int bits, i
         (set == &wg ? g : set == &wu ? u : dn).push_back(owned.back().get());
       }
     }
+    const Status ps = be.prepare_experts(g.data(), u.data(), dn.data(), E);
+    EXPECT_TRUE(ps.is_ok()) << ps.message();
     const Act xa = d.put(x, dt, T, H, H);
     const Act la = d.put(logits, DType::kF32, T, E, E);
     const Act wa = d.put(std::vector<float>(static_cast<size_t>(T * top_k), 0.0f), DType::kF32, T, top_k, top_k);

@@ -172,6 +172,14 @@ class Backend {
   // The token embedding table where embed() reads it. Host-memory backends read the checkpoint
   // mapping in place; device backends upload it once.
   virtual Result<EmbeddingTable> prepare_embedding(const EmbeddingTable& host) { return host; }
+  // The prepared experts of one MoE layer (num_experts each of gate, up, down: the arrays
+  // moe_experts will be given). Called once per layer at load, before any moe_experts with them:
+  // device backends build the layer's expert tables here, so moe_experts neither allocates nor
+  // uploads, and refuse experts they cannot run together.
+  virtual Status prepare_experts(const PreparedWeight* const* gate, const PreparedWeight* const* up,
+                                 const PreparedWeight* const* down, int num_experts) {
+    return Status::ok();
+  }
 
   // --- per step ---
   virtual Status plan(const StepMeta& meta) = 0;
@@ -211,7 +219,7 @@ class Backend {
   // Router: fp32 softmax over logits [T][E], top_k ids [T][top_k] (device int32) and weights.
   virtual void moe_route(Act logits, int top_k, bool renormalize, int32_t* ids, Act weights) = 0;
   // out[T][H] = sum over each token's slots of weight * down(silu(gate(x)) * up(x)); gate, up and
-  // down hold num_experts weights each (ids index them).
+  // down hold num_experts weights each (ids index them), given to prepare_experts at load.
   virtual void moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int num_experts, const PreparedWeight* const* gate,
                            const PreparedWeight* const* up, const PreparedWeight* const* down, Act out) = 0;
   virtual void silu_mul(Act gate, Act up, Act out) = 0;

@@ -22,8 +22,16 @@
 
 namespace ds::backend::gpu {
 
+// Every weight the GPU backend prepares. A MoE layer's first gate weight also keeps the layer's
+// device table of expert pointers (built by prepare_experts; it dies with the weight).
+class GpuWeight : public PreparedWeight {
+ public:
+  mutable std::unique_ptr<DeviceBuffer> expert_table;
+  mutable std::vector<const PreparedWeight*> expert_table_of;  // gate, up, down arrays it was built from
+};
+
 // A dense weight in device memory: w [n][k] of dtype (bf16/fp16/f32), optional bias [n] fp32.
-class GpuDenseWeight : public PreparedWeight {
+class GpuDenseWeight : public GpuWeight {
  public:
   void* w = nullptr;
   DType dtype = DType::kUnknown;
@@ -31,22 +39,18 @@ class GpuDenseWeight : public PreparedWeight {
 };
 
 // A GPTQ/AutoRound weight repacked at load for the quantized GEMM (kernels/gpu/qgemm.cu).
-class GpuQuantWeight : public PreparedWeight {
+class GpuQuantWeight : public GpuWeight {
  public:
   ds::gpu::QLayout layout;
   ds::gpu::QWeightPtrs ptrs;
   const int32_t* perm = nullptr;  // act-order: the checkpoint row of each sorted row
   float* bias = nullptr;
-  // When this is a MoE layer's first gate weight: the layer's device table of expert pointers and
-  // the weights it was built from (moe_experts builds it on first use; it dies with the weight).
-  mutable std::unique_ptr<DeviceBuffer> expert_table;
-  mutable std::vector<const PreparedWeight*> expert_table_of;
 };
 
 // A GPTQ/AutoRound weight as the checkpoint stores it, in device memory, dequantised per use by the
 // portable kernel (kernels/gpu/gptq_linear.cu): the layouts the quantized GEMM does not take (fp32
 // activations, group sizes not a multiple of 16, act-order groups of unequal size).
-class GpuGptqWeight : public PreparedWeight {
+class GpuGptqWeight : public GpuWeight {
  public:
   const int32_t* qweight = nullptr;
   const int32_t* qzeros = nullptr;
@@ -114,6 +118,8 @@ class GpuBackend final : public Backend {
   size_t cache_bytes() const override;
   Status reserve_step(const StepLimits& limits) override;
   Result<EmbeddingTable> prepare_embedding(const EmbeddingTable& host) override;
+  Status prepare_experts(const PreparedWeight* const* gate, const PreparedWeight* const* up,
+                         const PreparedWeight* const* down, int num_experts) override;
   Status plan(const StepMeta& meta) override;
   void reset_states() override;
 
@@ -188,10 +194,14 @@ class GpuBackend final : public Backend {
   Status reserve_gather();
   void fill_split_k(ds::gpu::QGemmCall& c) const;
   void quant_linear(const GpuQuantWeight& w, Act x, Act y);
-  const ds::gpu::QWeightPtrs* expert_table(const PreparedWeight* const* gate, const PreparedWeight* const* up,
-                                           const PreparedWeight* const* down, int E);
+  Result<std::vector<ds::gpu::QWeightPtrs>> quant_expert_table(const PreparedWeight* const* gate,
+                                                               const PreparedWeight* const* up,
+                                                               const PreparedWeight* const* down, int E) const;
+  // The device table prepare_experts built for these experts (the process stops if there is none).
+  const void* expert_table(const PreparedWeight* const* gate, const PreparedWeight* const* up,
+                           const PreparedWeight* const* down, int E) const;
   void quant_moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int E, const PreparedWeight* const* gate,
-                         const PreparedWeight* const* up, const PreparedWeight* const* down, Act out);
+                         const PreparedWeight* const* down, const void* table, Act out);
   std::unique_ptr<DeviceBuffer> repack_tmp_;          // checkpoint tensors being repacked
   std::unique_ptr<DeviceBuffer> qws_, qcounters_;     // split-K partials and arrival counters
   std::unique_ptr<DeviceBuffer> qgather_;             // act-order inputs [max_tokens][k_pad]

@@ -4,7 +4,8 @@
 // experts as three grouped launches (gate, up x silu(gate), down) over the router's grouping, the
 // top-k weights applied in the combine. Layouts the tile kernels do not take (fp32 activations,
 // group sizes that are not multiples of 16, act-order groups of unequal size) keep the checkpoint
-// layout for the portable kernel (kernels/gpu/gptq_linear.cu).
+// layout for the portable kernel (kernels/gpu/gptq_linear.cu). The experts' pointer table is built
+// at load (prepare_experts, gpu_ops_moe.cpp).
 #include <algorithm>
 #include <numeric>
 #include <string>
@@ -176,43 +177,38 @@ void GpuBackend::quant_linear(const GpuQuantWeight& w, Act x, Act y) {
   check("linear (quantized)", shapes);
 }
 
-// The experts' tile pointers, uploaded once per layer and kept by its first gate weight (rebuilt if
-// called with other weights).
-const ds::gpu::QWeightPtrs* GpuBackend::expert_table(const PreparedWeight* const* gate, const PreparedWeight* const* up,
-                                                     const PreparedWeight* const* down, int E) {
-  const auto* g0 = dynamic_cast<const GpuQuantWeight*>(gate[0]);
-  std::vector<const PreparedWeight*> of(gate, gate + E);
-  of.insert(of.end(), up, up + E);
-  of.insert(of.end(), down, down + E);
-  if (g0->expert_table && g0->expert_table_of == of) return static_cast<const ds::gpu::QWeightPtrs*>(g0->expert_table->data());
+// The experts' tile pointers as the grouped launches index them: gate[E], up[E], down[E].
+Result<std::vector<ds::gpu::QWeightPtrs>> GpuBackend::quant_expert_table(const PreparedWeight* const* gate,
+                                                                          const PreparedWeight* const* up,
+                                                                          const PreparedWeight* const* down,
+                                                                          int E) const {
   std::vector<ds::gpu::QWeightPtrs> t(3 * static_cast<size_t>(E));
+  const auto* g0 = dynamic_cast<const GpuQuantWeight*>(gate[0]);
   const auto* d0 = dynamic_cast<const GpuQuantWeight*>(down[0]);
+  auto same = [](const ds::gpu::QLayout& a, const ds::gpu::QLayout& b) {
+    return a.bits == b.bits && a.n == b.n && a.k == b.k && a.group_rows == b.group_rows && a.lanes == b.lanes;
+  };
   for (int e = 0; e < E; ++e) {
     const auto* g = dynamic_cast<const GpuQuantWeight*>(gate[e]);
     const auto* u = dynamic_cast<const GpuQuantWeight*>(up[e]);
     const auto* d = dynamic_cast<const GpuQuantWeight*>(down[e]);
-    auto same = [](const ds::gpu::QLayout& a, const ds::gpu::QLayout& b) {
-      return a.bits == b.bits && a.n == b.n && a.k == b.k && a.group_rows == b.group_rows && a.lanes == b.lanes;
-    };
     if (!g || !u || !d || !d0 || !same(g->layout, g0->layout) || !same(u->layout, g0->layout) ||
-        !same(d->layout, d0->layout) || g->perm || u->perm || d->perm)
-      op_fail("moe_experts", "quantized experts must share one format and shape, without act-order (expert " +
-                                 std::to_string(e) + ")");
+        !same(d->layout, d0->layout) || d0->k != g0->n || d0->n != g0->k)
+      return invalid_argument("MoE experts on the GPU must share one quantized format and shape (expert " +
+                              std::to_string(e) + ")");
+    if (g->perm || u->perm || d->perm)
+      return unsupported("act-order (desc_act) MoE experts are not supported on the GPU backend (expert " +
+                         std::to_string(e) + ")");
     t[static_cast<size_t>(e)] = g->ptrs;
     t[static_cast<size_t>(E + e)] = u->ptrs;
     t[static_cast<size_t>(2 * E + e)] = d->ptrs;
   }
-  auto buf = alloc(t.size() * sizeof(t[0]), "MoE expert table");
-  if (!buf.is_ok()) op_fail("moe_experts", buf.status().message());
-  upload((*buf)->data(), t.data(), t.size() * sizeof(t[0]));
-  g0->expert_table = std::move(*buf);
-  g0->expert_table_of = std::move(of);
-  return static_cast<const ds::gpu::QWeightPtrs*>(g0->expert_table->data());
+  return t;
 }
 
 void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int top_k, int E,
-                                   const PreparedWeight* const* gate, const PreparedWeight* const* up,
-                                   const PreparedWeight* const* down, Act out) {
+                                   const PreparedWeight* const* gate, const PreparedWeight* const* down,
+                                   const void* table_mem, Act out) {
   const int64_t T = x.rows;
   const auto& g0 = static_cast<const GpuQuantWeight&>(*gate[0]);
   const auto* d0 = dynamic_cast<const GpuQuantWeight*>(down[0]);
@@ -223,7 +219,7 @@ void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int t
   };
   if (x.dtype != g0.layout.act || g0.k != H || !d0 || d0->k != I || d0->n != H || out.cols != H)
     op_fail("moe_experts", "shapes or types do not fit the quantized experts: " + shapes());
-  const ds::gpu::QWeightPtrs* table = expert_table(gate, up, down, E);
+  const auto* table = static_cast<const ds::gpu::QWeightPtrs*>(table_mem);
   const size_t act = dtype_size(x.dtype);
   // Scratch per pass: plan | gate fp32 [pairs][I] | silu(gate)*up [pairs][I] of act | down fp32 [pairs][H].
   auto need = [&](int64_t tokens) {
@@ -254,6 +250,7 @@ void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int t
     c.num_tiles = plan.num_tiles;
     c.max_tiles = plan.max_tiles;
     c.a_rows = plan.sorted_token;
+    c.m = tn;  // bounds the rows of a tile
     c.x = static_cast<const char*>(x.data) + t0 * x.ld * static_cast<int64_t>(act);
     c.ldx = x.ld;
     c.y = g;

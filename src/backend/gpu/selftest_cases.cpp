@@ -41,7 +41,21 @@ struct Weights {
   EmbeddingTable table;
 };
 
-Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t table_rows = 0, int64_t table_dim = 0) {
+// The weights of `experts` MoE experts, prepared as (gate, up, down) triples, given to
+// prepare_experts; false if it refuses them.
+bool prepare_expert_triples(Backend& be, const std::vector<const PreparedWeight*>& ptr, int experts) {
+  if (experts == 0) return true;
+  std::vector<const PreparedWeight*> g, u, d;
+  for (int e = 0; e < experts; ++e) {
+    g.push_back(ptr[static_cast<size_t>(3 * e)]);
+    u.push_back(ptr[static_cast<size_t>(3 * e + 1)]);
+    d.push_back(ptr[static_cast<size_t>(3 * e + 2)]);
+  }
+  return be.prepare_experts(g.data(), u.data(), d.data(), experts).is_ok();
+}
+
+Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t table_rows = 0, int64_t table_dim = 0,
+                    int experts = 0) {
   return [=](Backend& be) -> std::shared_ptr<void> {
     auto st = std::make_shared<Weights>();
     uint32_t seed = 99;
@@ -70,6 +84,7 @@ Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t tab
       if (!t.is_ok()) return nullptr;
       st->table = *t;
     }
+    if (!prepare_expert_triples(be, st->ptr, experts)) return nullptr;
     return st;
   };
 }
@@ -89,7 +104,7 @@ struct Gptq {
   std::vector<const PreparedWeight*> ptr;
 };
 Gptq& gptq(void* st) { return *static_cast<Gptq*>(st); }
-Setup gptq_weights(std::vector<std::pair<int64_t, int64_t>> shapes, GptqSpec spec) {
+Setup gptq_weights(std::vector<std::pair<int64_t, int64_t>> shapes, GptqSpec spec, int experts = 0) {
   return [=](Backend& be) -> std::shared_ptr<void> {
     auto st = std::make_shared<Gptq>();
     std::mt19937 rng(123);
@@ -129,6 +144,7 @@ Setup gptq_weights(std::vector<std::pair<int64_t, int64_t>> shapes, GptqSpec spe
       st->w.push_back(std::move(p).value());
       st->ptr.push_back(st->w.back().get());
     }
+    if (!prepare_expert_triples(be, st->ptr, experts)) return nullptr;
     return st;
   };
 }
@@ -331,7 +347,7 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                     be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
                     be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, g.data(), u.data(), d.data(), x[4]);
                   },
-                  dense_weights(shapes)});
+                  dense_weights(shapes, 0, 0, Ex)});
     if (a != DType::kF32) {
       for (auto [spec, label] : {std::pair{q4, "int4 g128"}, {q8_sym, "int8 g128"}}) {
         double bytes = 0;
@@ -353,7 +369,7 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
                         be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
                         be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, g.data(), u.data(), d.data(), x[4]);
                       },
-                      gptq_weights(shapes, spec), bytes});
+                      gptq_weights(shapes, spec, Ex), bytes});
       }
     }
   }
