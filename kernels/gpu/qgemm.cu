@@ -140,22 +140,26 @@ __global__ void qgemm_kernel(KArgs a) {
   const int kt1 = kt0 + a.kt_per_split < a.kt_total ? kt0 + a.kt_per_split : a.kt_total;
   const int64_t ncol0 = static_cast<int64_t>(nb) * kQBlockN;
   const h2 zsym = h2_splat(from_f32<T>(code_magic<T, kBits>() + static_cast<float>(1 << (kBits - 1))));
-  int64_t cur_g = -1;
+  // Groups change every tiles_per_group k-tiles; a warp's k-tiles only increase, so the group is
+  // recomputed (one 32-bit division) only when a tile crosses into the next.
+  const int tiles_per_group = static_cast<int>(a.group_rows / kQTileK);
+  int group_end = -1;  // first k-tile past the loaded group
   h2 sc[NF], zc[NF];
+  // This block's column block, this lane's words; a k-tile is L * W words further.
+  const uint32_t* wlane = w.packed + static_cast<int64_t>(nb) * a.kt_total * (L * W) + lane * W;
 
   for (int base = kt0 + warp * kKU; base < kt1; base += kQWarps * kKU) {
     uint32_t q[kKU][W];
     DS_UNROLL
     for (int u = 0; u < kKU; ++u)
-      if (base + u < kt1)
-        load_words<W>(w.packed + ((static_cast<int64_t>(nb) * a.kt_total + base + u) * L + lane) * W, q[u]);
+      if (base + u < kt1) load_words<W>(wlane + static_cast<int64_t>(base + u) * (L * W), q[u]);
     DS_UNROLL
     for (int u = 0; u < kKU; ++u) {
       const int kt = base + u;
       if (kt >= kt1) continue;
-      const int64_t g = static_cast<int64_t>(kt) * kQTileK / a.group_rows;
-      if (g != cur_g) {
-        cur_g = g;
+      if (kt >= group_end) {
+        const int64_t g = kt / tiles_per_group;
+        group_end = static_cast<int>((g + 1) * tiles_per_group);
         DS_UNROLL
         for (int f = 0; f < NF; ++f) {
           const int64_t i = g * a.n_pad + ncol0 + f * KN + Mma::b_col(lane, 0);
