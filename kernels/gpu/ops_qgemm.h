@@ -60,7 +60,9 @@ struct QWeightPtrs {
 struct QGemmCall {
   QLayout layout;                  // every expert shares it
   QWeightPtrs w;                   // dense
-  const QWeightPtrs* experts = nullptr;  // grouped: device table indexed by the tiles' expert
+  QWeightPtrs w2;                  // set: y = silu(x W^T) * (x W2^T) (gate and up, one launch)
+  const QWeightPtrs* experts = nullptr;   // grouped: device table indexed by the tiles' expert
+  const QWeightPtrs* experts2 = nullptr;  // grouped, set: the up weights (y = silu(gate) * up)
   const int32_t* tiles = nullptr;  // grouped: [max_tiles][3] (expert, first row, rows <= 32)
   const int32_t* num_tiles = nullptr;
   int max_tiles = 0;
@@ -71,8 +73,6 @@ struct QGemmCall {
   void* y = nullptr;                // [.][n] of y_type (layout.act or f32)
   int64_t ldy = 0;
   DType y_type = DType::kF32;
-  const float* gate = nullptr;      // y = silu(gate[row]) * (x W^T) when set (fp32, ld_gate)
-  int64_t ld_gate = 0;
   const float* bias = nullptr;      // [n]
   int64_t m = 0;                    // dense: rows of x and y; grouped: tokens (0: unknown)
   // Split-K over blocks when the grid would not fill the device: fp32 partials in `workspace`

@@ -6,7 +6,8 @@
 // A block is four warps over one 64-column block and one row tile (16, 32 or 64 rows; a MoE tile
 // of up to 32 rows of one expert); its warps take turns of kKU k-tiles (all of a turn's weight words
 // are loaded before any is used, so each warp keeps kKU * 16 * 64 * bits / 8 bytes in flight) and
-// add their partial tiles in warp order through shared memory. When the grid would leave the device
+// add their partial tiles in warp order through shared memory. A MoE layer's gate and up run as one
+// launch over both weights (x read once), writing silu(gate) * up. When the grid would leave the device
 // idle, blocks also split K: each split writes its fp32 partial, and the last split to arrive
 // (an atomic arrival count per tile, reset by that block) sums the partials in split order. No
 // block ever waits for another, so any residency works, and the sums do not depend on the schedule.
@@ -23,8 +24,9 @@ namespace {
 constexpr int kKU = 4;  // k-tiles a warp loads per turn
 
 struct KArgs {
-  QWeightPtrs w;
+  QWeightPtrs w, w2;
   const QWeightPtrs* experts;
+  const QWeightPtrs* experts2;
   const int32_t* tiles;
   const int32_t* num_tiles;
   const int32_t* a_rows;
@@ -33,8 +35,6 @@ struct KArgs {
   int64_t ldx;
   void* y;
   int64_t ldy;
-  const float* gate;
-  int64_t ld_gate;
   const float* bias;
   int64_t m, n, k, n_pad, group_rows;
   int kt_total, nblocks, tiles_y, splits, kt_per_split;
@@ -96,22 +96,28 @@ DS_DEV void load_a(const KArgs& a, const int64_t (&aoff)[MF][2], int kt, h2 (&af
 
 DS_DEV float silu(float g) { return g / (1.0f + fast_exp(-g)); }
 
-template <class Mma, typename T, typename Y, int kBits, int MF>
+// kNW weights over the same x: 1, or 2 for a MoE layer's gate and up (y = silu(x G^T) * (x U^T)).
+template <class Mma, typename T, typename Y, int kBits, int MF, int kNW>
 __global__ void qgemm_kernel(KArgs a) {
   constexpr int L = Mma::kLanes, KN = Mma::kN, NF = kQBlockN / KN, W = 32 * kBits / L, BM = 16 * MF;
   constexpr int FW = kBits == 4 ? 2 : 1;  // B fragments per word
+  constexpr int kTile = BM * kQBlockN;    // floats of one output tile
   static_assert(NF == W * FW, "a lane's words cover the block's fragments");
-  float* red = smem<float>();  // [BM][kQBlockN]
-  int* last_flag = reinterpret_cast<int*>(red + BM * kQBlockN);
+  float* red = smem<float>();  // [kNW][BM][kQBlockN]
+  int* last_flag = reinterpret_cast<int*>(red + kNW * kTile);
   const int lane = lane_id(), warp = static_cast<int>(threadIdx.x) / L, tid = static_cast<int>(threadIdx.x);
   const int ty = static_cast<int>(blockIdx.y), nb = static_cast<int>(blockIdx.x), split = static_cast<int>(blockIdx.z);
 
-  QWeightPtrs w = a.w;
+  QWeightPtrs w[kNW];
+  w[0] = a.w;
+  if constexpr (kNW == 2) w[1] = a.w2;
   int64_t row0 = 0;
   int rows = 0;
   if (a.tiles != nullptr) {
     if (ty >= *a.num_tiles) return;  // the whole block: fewer tiles than the bound
-    w = a.experts[a.tiles[3 * ty]];
+    const int e = a.tiles[3 * ty];
+    w[0] = a.experts[e];
+    if constexpr (kNW == 2) w[1] = a.experts2[e];
     row0 = a.tiles[3 * ty + 1];
     rows = a.tiles[3 * ty + 2];
   } else {
@@ -128,13 +134,15 @@ __global__ void qgemm_kernel(KArgs a) {
       aoff[mf][s] = r < rows ? (a.a_rows ? a.a_rows[row0 + r] : row0 + r) * a.ldx : -1;
     }
 
-  float acc[MF][NF][4];
+  float acc[kNW][MF][NF][4];
   DS_UNROLL
-  for (int mf = 0; mf < MF; ++mf)
+  for (int v = 0; v < kNW; ++v)
     DS_UNROLL
-    for (int f = 0; f < NF; ++f)
+    for (int mf = 0; mf < MF; ++mf)
       DS_UNROLL
-      for (int e = 0; e < 4; ++e) acc[mf][f][e] = 0.0f;
+      for (int f = 0; f < NF; ++f)
+        DS_UNROLL
+        for (int e = 0; e < 4; ++e) acc[v][mf][f][e] = 0.0f;
 
   const int kt0 = split * a.kt_per_split;
   const int kt1 = kt0 + a.kt_per_split < a.kt_total ? kt0 + a.kt_per_split : a.kt_total;
@@ -144,15 +152,19 @@ __global__ void qgemm_kernel(KArgs a) {
   // recomputed (one 32-bit division) only when a tile crosses into the next.
   const int tiles_per_group = static_cast<int>(a.group_rows / kQTileK);
   int group_end = -1;  // first k-tile past the loaded group
-  h2 sc[NF], zc[NF];
+  h2 sc[kNW][NF], zc[kNW][NF];
   // This block's column block, this lane's words; a k-tile is L * W words further.
-  const uint32_t* wlane = w.packed + static_cast<int64_t>(nb) * a.kt_total * (L * W) + lane * W;
+  const uint32_t* wlane[kNW];
+  DS_UNROLL
+  for (int v = 0; v < kNW; ++v) wlane[v] = w[v].packed + static_cast<int64_t>(nb) * a.kt_total * (L * W) + lane * W;
 
   for (int base = kt0 + warp * kKU; base < kt1; base += kQWarps * kKU) {
-    uint32_t q[kKU][W];
+    uint32_t q[kNW][kKU][W];
     DS_UNROLL
-    for (int u = 0; u < kKU; ++u)
-      if (base + u < kt1) load_words<W>(wlane + static_cast<int64_t>(base + u) * (L * W), q[u]);
+    for (int v = 0; v < kNW; ++v)
+      DS_UNROLL
+      for (int u = 0; u < kKU; ++u)
+        if (base + u < kt1) load_words<W>(wlane[v] + static_cast<int64_t>(base + u) * (L * W), q[v][u]);
     DS_UNROLL
     for (int u = 0; u < kKU; ++u) {
       const int kt = base + u;
@@ -161,28 +173,32 @@ __global__ void qgemm_kernel(KArgs a) {
         const int64_t g = kt / tiles_per_group;
         group_end = static_cast<int>((g + 1) * tiles_per_group);
         DS_UNROLL
-        for (int f = 0; f < NF; ++f) {
-          const int64_t i = g * a.n_pad + ncol0 + f * KN + Mma::b_col(lane, 0);
-          sc[f] = h2_splat(T{w.scales[i]});
-          zc[f] = w.zeros ? h2_splat(T{w.zeros[i]}) : zsym;
-        }
+        for (int v = 0; v < kNW; ++v)
+          DS_UNROLL
+          for (int f = 0; f < NF; ++f) {
+            const int64_t i = g * a.n_pad + ncol0 + f * KN + Mma::b_col(lane, 0);
+            sc[v][f] = h2_splat(T{w[v].scales[i]});
+            zc[v][f] = w[v].zeros ? h2_splat(T{w[v].zeros[i]}) : zsym;
+          }
       }
       h2 af[MF][Mma::kARegs];
       load_a<Mma, T, MF>(a, aoff, kt, af);
       DS_UNROLL
-      for (int j = 0; j < W; ++j) {
-        h2 c[2 * FW];
-        if constexpr (kBits == 4) codes_int4<T>(q[u][j], c);
-        else codes_int8<T>(q[u][j], c);
+      for (int v = 0; v < kNW; ++v)
         DS_UNROLL
-        for (int h = 0; h < FW; ++h) {
-          const int f = FW * j + h;
-          const h2 b[2] = {h2_mul<T>(h2_sub<T>(c[2 * h], zc[f]), sc[f]),
-                           h2_mul<T>(h2_sub<T>(c[2 * h + 1], zc[f]), sc[f])};
+        for (int j = 0; j < W; ++j) {
+          h2 c[2 * FW];
+          if constexpr (kBits == 4) codes_int4<T>(q[v][u][j], c);
+          else codes_int8<T>(q[v][u][j], c);
           DS_UNROLL
-          for (int mf = 0; mf < MF; ++mf) mma<Mma, T>(acc[mf][f], af[mf], b);
+          for (int h = 0; h < FW; ++h) {
+            const int f = FW * j + h;
+            const h2 b[2] = {h2_mul<T>(h2_sub<T>(c[2 * h], zc[v][f]), sc[v][f]),
+                             h2_mul<T>(h2_sub<T>(c[2 * h + 1], zc[v][f]), sc[v][f])};
+            DS_UNROLL
+            for (int mf = 0; mf < MF; ++mf) mma<Mma, T>(acc[v][mf][f], af[mf], b);
+          }
         }
-      }
     }
   }
 
@@ -190,24 +206,26 @@ __global__ void qgemm_kernel(KArgs a) {
   for (int wv = 0; wv < kQWarps; ++wv) {
     if (warp == wv) {
       DS_UNROLL
-      for (int mf = 0; mf < MF; ++mf)
+      for (int v = 0; v < kNW; ++v)
         DS_UNROLL
-        for (int f = 0; f < NF; ++f)
+        for (int mf = 0; mf < MF; ++mf)
           DS_UNROLL
-          for (int e = 0; e < 4; ++e) {
-            const int i = (mf * 16 + Mma::c_row(lane, e)) * kQBlockN + f * KN + Mma::c_col(lane, e);
-            red[i] = wv == 0 ? acc[mf][f][e] : red[i] + acc[mf][f][e];
-          }
+          for (int f = 0; f < NF; ++f)
+            DS_UNROLL
+            for (int e = 0; e < 4; ++e) {
+              const int i = v * kTile + (mf * 16 + Mma::c_row(lane, e)) * kQBlockN + f * KN + Mma::c_col(lane, e);
+              red[i] = wv == 0 ? acc[v][mf][f][e] : red[i] + acc[v][mf][f][e];
+            }
     }
     __syncthreads();
   }
 
   const int nthreads = static_cast<int>(blockDim.x), elems = rows * kQBlockN;
   if (a.splits > 1) {
-    const int64_t tile_floats = static_cast<int64_t>(BM) * kQBlockN;
     const int64_t tile = static_cast<int64_t>(ty) * a.nblocks + nb;
-    float* part = a.ws + (static_cast<int64_t>(split) * a.tiles_y * a.nblocks + tile) * tile_floats;
-    for (int i = tid; i < elems; i += nthreads) part[i] = red[i];
+    float* part = a.ws + (static_cast<int64_t>(split) * a.tiles_y * a.nblocks + tile) * (kNW * kTile);
+    for (int v = 0; v < kNW; ++v)
+      for (int i = tid; i < elems; i += nthreads) part[v * kTile + i] = red[v * kTile + i];
     thread_fence();
     __syncthreads();
     if (tid == 0) {
@@ -219,21 +237,22 @@ __global__ void qgemm_kernel(KArgs a) {
     __syncthreads();
     if (*last_flag == 0) return;
     thread_fence();
-    for (int i = tid; i < elems; i += nthreads) {
-      float s = 0.0f;
-      for (int sp = 0; sp < a.splits; ++sp) {
-        const volatile float* p = a.ws + (static_cast<int64_t>(sp) * a.tiles_y * a.nblocks + tile) * tile_floats;
-        s += p[i];
+    for (int v = 0; v < kNW; ++v)
+      for (int i = tid; i < elems; i += nthreads) {
+        float s = 0.0f;
+        for (int sp = 0; sp < a.splits; ++sp) {
+          const volatile float* p = a.ws + (static_cast<int64_t>(sp) * a.tiles_y * a.nblocks + tile) * (kNW * kTile);
+          s += p[v * kTile + i];
+        }
+        red[v * kTile + i] = s;  // this thread's own elements: no barrier needed
       }
-      red[i] = s;  // this thread's own elements: no barrier needed
-    }
   }
   for (int i = tid; i < elems; i += nthreads) {
     const int r = i / kQBlockN;
     const int64_t n = ncol0 + i % kQBlockN;
     if (n >= a.n) continue;
     float v = red[i] + (a.bias ? a.bias[n] : 0.0f);
-    if (a.gate) v *= silu(a.gate[(row0 + r) * a.ld_gate + n]);
+    if constexpr (kNW == 2) v = silu(v) * red[kTile + i];
     const int64_t yr = a.y_rows ? a.y_rows[row0 + r] : row0 + r;
     static_cast<Y*>(a.y)[yr * a.ldy + n] = from_f32<Y>(v);
   }
@@ -301,6 +320,8 @@ int choose_mf(const QGemmCall& c) {
   return c.m <= 16 ? 1 : c.m <= 32 ? 2 : 4;
 }
 
+bool dual(const QGemmCall& c) { return c.experts2 != nullptr || c.w2.packed != nullptr; }
+
 struct Grid {
   int nblocks = 0, tiles_y = 0, kt_total = 0, splits = 1, kt_per_split = 0;
 };
@@ -316,7 +337,8 @@ Grid plan_grid(const QGemmCall& c) {
   if (c.workspace == nullptr || c.counters == nullptr || blocks <= 0 || blocks >= c.target_blocks ||
       blocks > c.num_counters)
     return g;
-  const size_t split_bytes = static_cast<size_t>(blocks) * static_cast<size_t>(bm) * kQBlockN * sizeof(float);
+  const size_t split_bytes =
+      static_cast<size_t>(blocks) * static_cast<size_t>(bm) * kQBlockN * sizeof(float) * (dual(c) ? 2 : 1);
   int64_t s = (c.target_blocks + blocks - 1) / blocks;
   s = s < g.kt_total / 8 ? s : g.kt_total / 8;  // at least 8 k-tiles per split
   const int64_t fit = static_cast<int64_t>(c.workspace_bytes / split_bytes);
@@ -328,29 +350,34 @@ Grid plan_grid(const QGemmCall& c) {
   return g;
 }
 
-template <class Mma, typename T, typename Y, int kBits, int MF>
+template <class Mma, typename T, typename Y, int kBits, int MF, int kNW>
 void launch(const KArgs& k, dim3 grid, Stream stream) {
-  auto kern = qgemm_kernel<Mma, T, Y, kBits, MF>;
-  const size_t smem_bytes = static_cast<size_t>(16 * MF) * kQBlockN * sizeof(float) + 16;
-  DS_LAUNCH(kern, grid, kQWarps * Mma::kLanes, smem_bytes, stream, k);
+  auto kern = qgemm_kernel<Mma, T, Y, kBits, MF, kNW>;
+  const int smem_bytes = kNW * 16 * MF * kQBlockN * static_cast<int>(sizeof(float)) + 16;
+  DS_LAUNCH(kern, grid, kQWarps * Mma::kLanes, static_cast<size_t>(smem_bytes), stream, k);
 }
 
 template <class Mma, typename T, typename Y, int kBits>
-void by_mf(int mf, const KArgs& k, dim3 grid, Stream s) {
-  if (mf == 1) launch<Mma, T, Y, kBits, 1>(k, grid, s);
-  else if (mf == 2) launch<Mma, T, Y, kBits, 2>(k, grid, s);
-  else launch<Mma, T, Y, kBits, 4>(k, grid, s);
+void by_mf(const QGemmCall& c, int mf, const KArgs& k, dim3 grid, Stream s) {
+  if (dual(c)) {  // MoE gate + up: tiles of up to 32 rows, 16-bit output
+    if (mf == 1) launch<Mma, T, Y, kBits, 1, 2>(k, grid, s);
+    else launch<Mma, T, Y, kBits, 2, 2>(k, grid, s);
+    return;
+  }
+  if (mf == 1) launch<Mma, T, Y, kBits, 1, 1>(k, grid, s);
+  else if (mf == 2) launch<Mma, T, Y, kBits, 2, 1>(k, grid, s);
+  else launch<Mma, T, Y, kBits, 4, 1>(k, grid, s);
 }
 
 template <class Mma, typename T>
 void by_type(const QGemmCall& c, int mf, const KArgs& k, dim3 grid, Stream s) {
   const bool f32_out = c.y_type == DType::kF32;
   if (c.layout.bits == 4) {
-    if (f32_out) by_mf<Mma, T, float, 4>(mf, k, grid, s);
-    else by_mf<Mma, T, T, 4>(mf, k, grid, s);
+    if (f32_out) by_mf<Mma, T, float, 4>(c, mf, k, grid, s);
+    else by_mf<Mma, T, T, 4>(c, mf, k, grid, s);
   } else {
-    if (f32_out) by_mf<Mma, T, float, 8>(mf, k, grid, s);
-    else by_mf<Mma, T, T, 8>(mf, k, grid, s);
+    if (f32_out) by_mf<Mma, T, float, 8>(c, mf, k, grid, s);
+    else by_mf<Mma, T, T, 8>(c, mf, k, grid, s);
   }
 }
 
@@ -437,7 +464,9 @@ void qgemm(const QGemmCall& c, Stream stream) {
   const Grid g = plan_grid(c);
   KArgs k{};
   k.w = c.w;
+  k.w2 = c.w2;
   k.experts = c.experts;
+  k.experts2 = c.experts2;
   k.tiles = c.tiles;
   k.num_tiles = c.num_tiles;
   k.a_rows = c.a_rows;
@@ -446,8 +475,6 @@ void qgemm(const QGemmCall& c, Stream stream) {
   k.ldx = c.ldx;
   k.y = c.y;
   k.ldy = c.ldy;
-  k.gate = c.gate;
-  k.ld_gate = c.ld_gate;
   k.bias = c.bias;
   k.m = c.m;
   k.n = c.layout.n;

@@ -202,6 +202,7 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, int bits, i
 TEST(GpuEmuQuant, ExpertsDecode) {
   experts_case(1, 8, 2, 32, 64, 4, 32, false, DType::kF16);    // moe-gptq-int4's shapes
   experts_case(2, 16, 4, 128, 64, 8, 32, false, DType::kBF16);
+  experts_case(1, 8, 2, 512, 64, 4, 128, false, DType::kF16);  // gate + up split K four ways
 }
 
 TEST(GpuEmuQuant, ManyExpertsMostIdle) {

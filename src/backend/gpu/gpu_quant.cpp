@@ -1,8 +1,8 @@
 // GpuBackend's GPTQ/AutoRound weights on the quantized GEMM (kernels/gpu/qgemm.cu): the repack at
 // load (checkpoint tensors uploaded to a reused staging area on the device, repacked there into the
 // tile layout; never dequantised), dense linears (act-order inputs gathered first), and the MoE
-// experts as three grouped launches (gate, up x silu(gate), down) over the router's grouping, the
-// top-k weights applied in the combine. Layouts the tile kernels do not take (fp32 activations,
+// experts as two grouped launches (silu(gate) * up over both weights, then down) over the router's
+// grouping, the top-k weights applied in the combine. Layouts the tile kernels do not take (fp32 activations,
 // group sizes that are not multiples of 16, act-order groups of unequal size) keep the checkpoint
 // layout for the portable kernel (kernels/gpu/gptq_linear.cu). The experts' pointer table is built
 // at load (prepare_experts, gpu_ops_moe.cpp).
@@ -221,11 +221,11 @@ void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int t
     op_fail("moe_experts", "shapes or types do not fit the quantized experts: " + shapes());
   const auto* table = static_cast<const ds::gpu::QWeightPtrs*>(table_mem);
   const size_t act = dtype_size(x.dtype);
-  // Scratch per pass: plan | gate fp32 [pairs][I] | silu(gate)*up [pairs][I] of act | down fp32 [pairs][H].
+  // Scratch per pass: plan | silu(gate) * up [pairs][I] of act | down fp32 [pairs][H].
   auto need = [&](int64_t tokens) {
     const int64_t pairs = tokens * top_k;
-    return align256(ds::gpu::moe_plan_bytes(pairs, E)) + align256(static_cast<size_t>(pairs * I) * 4) +
-           align256(static_cast<size_t>(pairs * I) * act) + static_cast<size_t>(pairs * H) * 4;
+    return align256(ds::gpu::moe_plan_bytes(pairs, E)) + align256(static_cast<size_t>(pairs * I) * act) +
+           static_cast<size_t>(pairs * H) * 4;
   };
   const size_t avail = scratch_ ? scratch_->bytes() : 0;
   int64_t pass = T;
@@ -237,8 +237,6 @@ void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int t
     char* p = base;
     void* plan_mem = p;
     p += align256(ds::gpu::moe_plan_bytes(pairs, E));
-    auto* g = reinterpret_cast<float*>(p);
-    p += align256(static_cast<size_t>(pairs * I) * 4);
     void* h = p;
     p += align256(static_cast<size_t>(pairs * I) * act);
     auto* y = reinterpret_cast<float*>(p);
@@ -253,23 +251,18 @@ void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int t
     c.m = tn;  // bounds the rows of a tile
     c.x = static_cast<const char*>(x.data) + t0 * x.ld * static_cast<int64_t>(act);
     c.ldx = x.ld;
-    c.y = g;
-    c.ldy = I;
-    c.y_type = DType::kF32;
-    fill_split_k(c);
-    ds::gpu::qgemm(c, rt_->stream());  // gate
-    c.experts = table + E;
+    c.experts2 = table + E;
     c.y = h;
+    c.ldy = I;
     c.y_type = x.dtype;
-    c.gate = g;
-    c.ld_gate = I;
-    ds::gpu::qgemm(c, rt_->stream());  // up x silu(gate)
+    fill_split_k(c);
+    ds::gpu::qgemm(c, rt_->stream());  // silu(gate) * up, one launch
     c.layout = d0->layout;
     c.experts = table + 2 * E;
+    c.experts2 = nullptr;
     c.a_rows = nullptr;
     c.x = h;
     c.ldx = I;
-    c.gate = nullptr;
     c.y = y;
     c.ldy = H;
     c.y_type = DType::kF32;
