@@ -82,6 +82,19 @@ DS_DEV h2 h2_sub(h2 a, h2 b) {
     __builtin_memcpy(&out, &r, 4);
     return out;
   }
+#elif defined(DS_GPU_HIP)
+  if constexpr (std::is_same_v<T, f16>) {  // v_pk_sub_f16
+    typedef _Float16 f16x2 __attribute__((ext_vector_type(2)));
+    f16x2 x, y;
+    __builtin_memcpy(&x, &a, 4);
+    __builtin_memcpy(&y, &b, 4);
+    const f16x2 r = x - y;
+    h2 out;
+    __builtin_memcpy(&out, &r, 4);
+    return out;
+  } else {
+    return detail::h2_via_f32<T>(a, b, detail::SubOp{});
+  }
 #else
   return detail::h2_via_f32<T>(a, b, detail::SubOp{});
 #endif
