@@ -43,7 +43,8 @@ size_t qlayout_scale_bytes(const QLayout& l);  // scales (and zeros, the same si
 
 // The repack, on the device. qweight/qzeros: the checkpoint's int32 tensors; scales: fp16/bf16
 // [groups][n]; perm: [k] or null. zeros_out is left alone when sym.
-void qgemm_repack(const QLayout& l, const int32_t* qweight, const int32_t* perm, uint32_t* packed, Stream stream);
+void qgemm_repack(const QLayout& l, const int32_t* qweight, const int32_t* perm, uint32_t* packed,
+                  Stream stream);
 void qgemm_repack_scales(const QLayout& l, const uint16_t* scales, DType scales_dtype, const int32_t* qzeros, bool sym,
                          bool zeros_v2, uint16_t* scales_out, uint16_t* zeros_out, Stream stream);
 // Act-order inputs: out[m][r] = x[m][perm[r]] for r < k (16-bit activations), out's ld = ldo.
@@ -60,7 +61,7 @@ struct QWeightPtrs {
 struct QGemmCall {
   QLayout layout;                  // every expert shares it
   QWeightPtrs w;                   // dense
-  QWeightPtrs w2;                  // set: y = silu(x W^T) * (x W2^T) (gate and up, one launch)
+  QWeightPtrs w2;                  // set: y = silu(x W^T) * (x W2^T) (gate and up, one launch; y of act)
   const QWeightPtrs* experts = nullptr;   // grouped: device table indexed by the tiles' expert
   const QWeightPtrs* experts2 = nullptr;  // grouped, set: the up weights (y = silu(gate) * up)
   const int32_t* tiles = nullptr;  // grouped: [max_tiles][3] (expert, first row, rows <= 32)

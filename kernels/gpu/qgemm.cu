@@ -12,6 +12,8 @@
 // (an atomic arrival count per tile, reset by that block) sums the partials in split order. No
 // block ever waits for another, so any residency works, and the sums do not depend on the schedule.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "kernels/gpu/dequant.h"
 #include "kernels/gpu/launch.h"
@@ -106,7 +108,8 @@ __global__ void qgemm_kernel(KArgs a) {
   float* red = smem<float>();  // [kNW][BM][kQBlockN]
   int* last_flag = reinterpret_cast<int*>(red + kNW * kTile);
   const int lane = lane_id(), warp = static_cast<int>(threadIdx.x) / L, tid = static_cast<int>(threadIdx.x);
-  const int ty = static_cast<int>(blockIdx.y), nb = static_cast<int>(blockIdx.x), split = static_cast<int>(blockIdx.z);
+  const int ty = static_cast<int>(blockIdx.y), nb = static_cast<int>(blockIdx.x);
+  const int split = static_cast<int>(blockIdx.z);
 
   QWeightPtrs w[kNW];
   w[0] = a.w;
@@ -156,7 +159,8 @@ __global__ void qgemm_kernel(KArgs a) {
   // This block's column block, this lane's words; a k-tile is L * W words further.
   const uint32_t* wlane[kNW];
   DS_UNROLL
-  for (int v = 0; v < kNW; ++v) wlane[v] = w[v].packed + static_cast<int64_t>(nb) * a.kt_total * (L * W) + lane * W;
+  for (int v = 0; v < kNW; ++v)
+    wlane[v] = w[v].packed + static_cast<int64_t>(nb) * a.kt_total * (L * W) + lane * W;
 
   for (int base = kt0 + warp * kKU; base < kt1; base += kQWarps * kKU) {
     uint32_t q[kNW][kKU][W];
@@ -213,7 +217,8 @@ __global__ void qgemm_kernel(KArgs a) {
           for (int f = 0; f < NF; ++f)
             DS_UNROLL
             for (int e = 0; e < 4; ++e) {
-              const int i = v * kTile + (mf * 16 + Mma::c_row(lane, e)) * kQBlockN + f * KN + Mma::c_col(lane, e);
+              const int i =
+                  v * kTile + (mf * 16 + Mma::c_row(lane, e)) * kQBlockN + f * KN + Mma::c_col(lane, e);
               red[i] = wv == 0 ? acc[v][mf][f][e] : red[i] + acc[v][mf][f][e];
             }
     }
@@ -241,7 +246,8 @@ __global__ void qgemm_kernel(KArgs a) {
       for (int i = tid; i < elems; i += nthreads) {
         float s = 0.0f;
         for (int sp = 0; sp < a.splits; ++sp) {
-          const volatile float* p = a.ws + (static_cast<int64_t>(sp) * a.tiles_y * a.nblocks + tile) * (kNW * kTile);
+          const volatile float* p =
+              a.ws + (static_cast<int64_t>(sp) * a.tiles_y * a.nblocks + tile) * (kNW * kTile);
           s += p[v * kTile + i];
         }
         red[v * kTile + i] = s;  // this thread's own elements: no barrier needed
@@ -261,12 +267,14 @@ __global__ void qgemm_kernel(KArgs a) {
 // ---- repack ---------------------------------------------------------------------------------
 
 template <class Mma>
-__global__ void repack_kernel(QLayout l, const int32_t* qweight, const int32_t* perm, uint32_t* packed, int64_t words) {
+__global__ void repack_kernel(QLayout l, const int32_t* qweight, const int32_t* perm, uint32_t* packed,
+                              int64_t words) {
   constexpr int L = Mma::kLanes, KN = Mma::kN;
   const int W = 32 * l.bits / L, codes = 32 / l.bits;
   const int64_t kt_total = l.k_pad / kQTileK;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < words; idx += stride) {
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t idx = first; idx < words; idx += stride) {
     const int j = static_cast<int>(idx % W), lane = static_cast<int>((idx / W) % L);
     const int64_t kt = (idx / (static_cast<int64_t>(W) * L)) % kt_total;
     const int64_t nb = idx / (static_cast<int64_t>(W) * L * kt_total);
@@ -359,10 +367,12 @@ void launch(const KArgs& k, dim3 grid, Stream stream) {
 
 template <class Mma, typename T, typename Y, int kBits>
 void by_mf(const QGemmCall& c, int mf, const KArgs& k, dim3 grid, Stream s) {
-  if (dual(c)) {  // MoE gate + up: tiles of up to 32 rows, 16-bit output
-    if (mf == 1) launch<Mma, T, Y, kBits, 1, 2>(k, grid, s);
-    else launch<Mma, T, Y, kBits, 2, 2>(k, grid, s);
-    return;
+  if constexpr (std::is_same_v<Y, T>) {
+    if (dual(c)) {  // MoE gate + up: tiles of up to 32 rows, output in the activation type
+      if (mf == 1) launch<Mma, T, Y, kBits, 1, 2>(k, grid, s);
+      else launch<Mma, T, Y, kBits, 2, 2>(k, grid, s);
+      return;
+    }
   }
   if (mf == 1) launch<Mma, T, Y, kBits, 1, 1>(k, grid, s);
   else if (mf == 2) launch<Mma, T, Y, kBits, 2, 1>(k, grid, s);
@@ -421,10 +431,13 @@ QLayout make_qlayout(int lanes, int bits, DType act, int64_t n, int64_t k, int g
   l.group_rows = group_size > 0 ? group_size : l.k_pad;
   return l;
 }
-size_t qlayout_packed_bytes(const QLayout& l) { return static_cast<size_t>(l.n_pad * l.k_pad) * static_cast<size_t>(l.bits) / 8; }
+size_t qlayout_packed_bytes(const QLayout& l) {
+  return static_cast<size_t>(l.n_pad * l.k_pad) * static_cast<size_t>(l.bits) / 8;
+}
 size_t qlayout_scale_bytes(const QLayout& l) { return static_cast<size_t>(l.groups * l.n_pad) * 2; }
 
-void qgemm_repack(const QLayout& l, const int32_t* qweight, const int32_t* perm, uint32_t* packed, Stream stream) {
+void qgemm_repack(const QLayout& l, const int32_t* qweight, const int32_t* perm, uint32_t* packed,
+                  Stream stream) {
   const int64_t words = static_cast<int64_t>(qlayout_packed_bytes(l) / 4);
   if (words <= 0) return;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(words, 256), 65535));
@@ -461,6 +474,10 @@ int qgemm_splits(const QGemmCall& c) { return plan_grid(c).splits; }
 
 void qgemm(const QGemmCall& c, Stream stream) {
   if ((c.tiles == nullptr && c.m <= 0) || c.layout.n <= 0) return;
+  if (dual(c) && c.y_type != c.layout.act) {
+    std::fprintf(stderr, "qgemm: gate + up writes the activation type\n");
+    std::abort();
+  }
   const Grid g = plan_grid(c);
   KArgs k{};
   k.w = c.w;
@@ -489,7 +506,8 @@ void qgemm(const QGemmCall& c, Stream stream) {
   k.x_pairs = c.layout.k % 2 == 0 && c.ldx % 2 == 0 && reinterpret_cast<uintptr_t>(c.x) % 4 == 0;
   k.ws = c.workspace;
   k.counters = c.counters;
-  const dim3 grid(static_cast<unsigned>(g.nblocks), static_cast<unsigned>(g.tiles_y), static_cast<unsigned>(g.splits));
+  const dim3 grid(static_cast<unsigned>(g.nblocks), static_cast<unsigned>(g.tiles_y),
+                  static_cast<unsigned>(g.splits));
   const int mf = choose_mf(c);
   with_layout(c.layout.lanes, [&](auto mma) { by_act<decltype(mma)>(c, mf, k, grid, stream); });
 }

@@ -138,7 +138,8 @@ void GpuBackend::moe_experts(Act x, const int32_t* ids, Act weights, int top_k, 
   const int E = num_experts;
   if (E <= 0 || E > ds::gpu::kMaxExperts) op_fail("moe_experts", "expert count " + std::to_string(E) + " out of range");
   const void* table = expert_table(gate, up, down, E);
-  if (dynamic_cast<const GpuQuantWeight*>(gate[0])) return quant_moe_experts(x, ids, weights, top_k, E, gate, down, table, out);
+  if (dynamic_cast<const GpuQuantWeight*>(gate[0]))
+    return quant_moe_experts(x, ids, weights, top_k, E, gate, down, table, out);
   const GpuDenseWeight& g0 = dense(gate[0], "moe_experts");
   if (g0.k != x.cols || down[0]->n != x.cols)
     op_fail("moe_experts", "x=" + dims(x) + " does not fit experts of " + std::to_string(g0.k) + " inputs");

@@ -2,10 +2,10 @@
 // load (checkpoint tensors uploaded to a reused staging area on the device, repacked there into the
 // tile layout; never dequantised), dense linears (act-order inputs gathered first), and the MoE
 // experts as two grouped launches (silu(gate) * up over both weights, then down) over the router's
-// grouping, the top-k weights applied in the combine. Layouts the tile kernels do not take (fp32 activations,
-// group sizes that are not multiples of 16, act-order groups of unequal size) keep the checkpoint
-// layout for the portable kernel (kernels/gpu/gptq_linear.cu). The experts' pointer table is built
-// at load (prepare_experts, gpu_ops_moe.cpp).
+// grouping, the top-k weights applied in the combine. Layouts the tile kernels do not take (fp32
+// activations, group sizes that are not multiples of 16, act-order groups of unequal size) keep the
+// checkpoint layout for the portable kernel (kernels/gpu/gptq_linear.cu). The experts' pointer
+// table is built at load (prepare_experts, gpu_ops_moe.cpp).
 #include <algorithm>
 #include <numeric>
 #include <string>
@@ -47,8 +47,8 @@ Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_quant(const WeightSo
   const bool sym = src.sym || src.qzeros == nullptr;
   if ((act != DType::kBF16 && act != DType::kF16) || (gs % 16) != 0 || (!sym && n % (32 / src.bits) != 0))
     return std::unique_ptr<PreparedWeight>();  // the portable kernel's
-  const ds::gpu::QLayout l =
-      ds::gpu::make_qlayout(ds::gpu::qgemm_lanes(), src.bits, act, n, k, static_cast<int>(gs), gs ? src.scale_groups : 1);
+  const ds::gpu::QLayout l = ds::gpu::make_qlayout(ds::gpu::qgemm_lanes(), src.bits, act, n, k, static_cast<int>(gs),
+                                                    gs ? src.scale_groups : 1);
   bool groups_ok = true;
   const std::vector<int32_t> perm = act_order_perm(src.g_idx, k, l.group_rows, &groups_ok);
   if (!groups_ok) return std::unique_ptr<PreparedWeight>();
@@ -230,7 +230,8 @@ void GpuBackend::quant_moe_experts(Act x, const int32_t* ids, Act weights, int t
   const size_t avail = scratch_ ? scratch_->bytes() : 0;
   int64_t pass = T;
   while (pass > 1 && need(pass) > avail) pass = (pass + 1) / 2;
-  if (need(pass) > avail) op_fail("moe_experts", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
+  if (need(pass) > avail)
+    op_fail("moe_experts", "op scratch of " + std::to_string(avail) + " bytes is too small [" + shapes() + "]");
   char* base = static_cast<char*>(scratch());
   for (int64_t t0 = 0; t0 < T; t0 += pass) {
     const int64_t tn = std::min(pass, T - t0), pairs = tn * top_k;
