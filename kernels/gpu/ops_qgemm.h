@@ -1,7 +1,8 @@
 // Launchers of the Marlin-style quantized GEMM (kernels/gpu/qgemm.cu): GPTQ/AutoRound INT4/INT8
 // weights repacked once at load into the tile layout of the device's matrix instruction, then
 // y = x W^T on tensor cores (mma.sync on NVIDIA, MFMA on CDNA) with fp32 accumulation, for one
-// weight (dense) or for the experts of a MoE layer grouped by expert (one launch per projection).
+// weight (dense) or for the experts of a MoE layer grouped by expert (gate and up as one launch,
+// down as another).
 //
 // Tile layout of a weight (n_pad = N rounded up to 64 columns, k_pad = K up to 16 rows): for each
 // 64-column block nb and 16-row k-tile kt, the words every lane of a warp loads, contiguous:
