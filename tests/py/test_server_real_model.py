@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -79,6 +80,26 @@ def test_chat_through_template(server):
     # the Qwen3.5 template leaves the model inside <think>: a cut-off thought is all reasoning
     assert out["choices"][0]["message"]["content"] is None
     assert out["choices"][0]["message"]["reasoning"]
+
+
+def test_bench_serve_reports_vllm_metrics(server, tmp_path):
+    """bench/bench_serve.py against the real server: every request completes with the requested
+    tokens, and the figures are consistent (TTFT <= end-to-end latency, one ITL per later chunk)."""
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_serve.py"), "--base-url", server.base_url,
+                          "--concurrency", "1", "3", "--num-prompts", "4", "--input-len", "12", "--output-len", "6",
+                          "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Serving Benchmark Result (max concurrency 3)" in run.stdout and "P99 ITL (ms):" in run.stdout
+    levels = json.loads(out.read_text())["levels"]
+    assert [lv["max_concurrency"] for lv in levels] == [1, 3]
+    for lv in levels:
+        assert lv["completed"] == 4 and lv["failed"] == 0
+        assert lv["total_output_tokens"] == 4 * 6  # ignore_eos: every request generates max_tokens
+        assert lv["total_input_tokens"] >= 4 * 12
+        assert 0 < lv["ttft_ms"]["mean"] <= lv["e2el_ms"]["mean"]
+        assert lv["tpot_ms"]["mean"] > 0 and lv["itl_ms"]["p99"] >= lv["itl_ms"]["median"]
+        assert lv["output_throughput"] == pytest.approx(24 / lv["duration_s"])
 
 
 def test_sigterm_with_open_streams_ends_every_stream(tmp_path):
