@@ -174,7 +174,7 @@ HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::T
   });
 
   // Routes, with and without --root-path (a proxy may or may not strip it).
-  // A route registered for one method answers the other with FastAPI's 405.
+  // A route registered for one method answers every other (but OPTIONS, CORS) with FastAPI's 405.
   auto not_allowed = [](const httplib::Request&, httplib::Response& r) {
     send_json(r, 405, {{"detail", "Method Not Allowed"}});
   };
@@ -187,6 +187,9 @@ HttpServer::HttpServer(ServerConfig cfg, engine::Engine* engine, const engine::T
         svr_->Post(p, h);
         if (p.find("ping") == std::string::npos) svr_->Get(p, not_allowed);
       }
+      svr_->Put(p, not_allowed);
+      svr_->Patch(p, not_allowed);
+      svr_->Delete(p, not_allowed);
     }
   };
   route("POST", "/v1/chat/completions", [app](const auto& q, auto& r) { handle_chat(*app, q, r); });

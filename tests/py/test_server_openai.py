@@ -305,8 +305,10 @@ def test_errors(server, client):
                            {"messages": [{"role": "user", "content": [
                                {"type": "image_url", "image_url": {"url": "data:,"}}] * 3}]})
     assert status == 400 and "At most 2 image(s)" in text
-    status, text, _ = http(server, "GET", "/v1/chat/completions")
-    assert status == 405 and json.loads(text) == {"detail": "Method Not Allowed"}
+    for method, path in (("GET", "/v1/chat/completions"), ("PUT", "/v1/completions"), ("DELETE", "/v1/models"),
+                         ("PATCH", "/tokenize")):
+        status, text, _ = http(server, method, path)
+        assert status == 405 and json.loads(text) == {"detail": "Method Not Allowed"}, (method, path)
     status, text, _ = http(server, "GET", "/no/such/route")
     assert status == 404
     r = json.loads(http(server, "POST", "/v1/completions", {"prompt": "x" * 600, "max_tokens": 2,
