@@ -61,40 +61,38 @@ struct MulOp {
 };
 }  // namespace detail
 
+#if defined(DS_GPU_CUDA) || defined(DS_GPU_HIP)
+namespace detail {
+#if defined(DS_GPU_HIP)
+typedef _Float16 f16x2 __attribute__((ext_vector_type(2)));
+#endif
+// op on the pair as the vendor's own two-lane type V.
+template <typename V, typename Op>
+DS_DEV h2 h2_native(h2 a, h2 b, Op op) {
+  V x, y;
+  __builtin_memcpy(&x, &a, 4);
+  __builtin_memcpy(&y, &b, 4);
+  const V r = op(x, y);
+  h2 out;
+  __builtin_memcpy(&out, &r, 4);
+  return out;
+}
+}  // namespace detail
+#endif
+
 // a - b and a * b per half, each rounded once to nearest even (never contracted into an fma).
 template <typename T>
 DS_DEV h2 h2_sub(h2 a, h2 b) {
 #if defined(DS_GPU_CUDA)
-  if constexpr (std::is_same_v<T, f16>) {
-    __half2 x, y;
-    __builtin_memcpy(&x, &a, 4);
-    __builtin_memcpy(&y, &b, 4);
-    const __half2 r = __hsub2(x, y);
-    h2 out;
-    __builtin_memcpy(&out, &r, 4);
-    return out;
-  } else {
-    __nv_bfloat162 x, y;
-    __builtin_memcpy(&x, &a, 4);
-    __builtin_memcpy(&y, &b, 4);
-    const __nv_bfloat162 r = __hsub2(x, y);
-    h2 out;
-    __builtin_memcpy(&out, &r, 4);
-    return out;
-  }
+  if constexpr (std::is_same_v<T, f16>)
+    return detail::h2_native<__half2>(a, b, [](__half2 x, __half2 y) { return __hsub2(x, y); });
+  else
+    return detail::h2_native<__nv_bfloat162>(a, b, [](__nv_bfloat162 x, __nv_bfloat162 y) { return __hsub2(x, y); });
 #elif defined(DS_GPU_HIP)
-  if constexpr (std::is_same_v<T, f16>) {  // v_pk_sub_f16
-    typedef _Float16 f16x2 __attribute__((ext_vector_type(2)));
-    f16x2 x, y;
-    __builtin_memcpy(&x, &a, 4);
-    __builtin_memcpy(&y, &b, 4);
-    const f16x2 r = x - y;
-    h2 out;
-    __builtin_memcpy(&out, &r, 4);
-    return out;
-  } else {
+  if constexpr (std::is_same_v<T, f16>)  // v_pk_sub_f16
+    return detail::h2_native<detail::f16x2>(a, b, [](detail::f16x2 x, detail::f16x2 y) { return x - y; });
+  else
     return detail::h2_via_f32<T>(a, b, detail::SubOp{});
-  }
 #else
   return detail::h2_via_f32<T>(a, b, detail::SubOp{});
 #endif
@@ -102,36 +100,16 @@ DS_DEV h2 h2_sub(h2 a, h2 b) {
 template <typename T>
 DS_DEV h2 h2_mul(h2 a, h2 b) {
 #if defined(DS_GPU_CUDA)
-  if constexpr (std::is_same_v<T, f16>) {
-    __half2 x, y;
-    __builtin_memcpy(&x, &a, 4);
-    __builtin_memcpy(&y, &b, 4);
-    const __half2 r = __hmul2_rn(x, y);
-    h2 out;
-    __builtin_memcpy(&out, &r, 4);
-    return out;
-  } else {
-    __nv_bfloat162 x, y;
-    __builtin_memcpy(&x, &a, 4);
-    __builtin_memcpy(&y, &b, 4);
-    const __nv_bfloat162 r = __hmul2_rn(x, y);
-    h2 out;
-    __builtin_memcpy(&out, &r, 4);
-    return out;
-  }
+  if constexpr (std::is_same_v<T, f16>)
+    return detail::h2_native<__half2>(a, b, [](__half2 x, __half2 y) { return __hmul2_rn(x, y); });
+  else
+    return detail::h2_native<__nv_bfloat162>(a, b,
+                                             [](__nv_bfloat162 x, __nv_bfloat162 y) { return __hmul2_rn(x, y); });
 #elif defined(DS_GPU_HIP)
-  if constexpr (std::is_same_v<T, f16>) {
-    typedef _Float16 f16x2 __attribute__((ext_vector_type(2)));
-    f16x2 x, y;
-    __builtin_memcpy(&x, &a, 4);
-    __builtin_memcpy(&y, &b, 4);
-    const f16x2 r = x * y;
-    h2 out;
-    __builtin_memcpy(&out, &r, 4);
-    return out;
-  } else {
+  if constexpr (std::is_same_v<T, f16>)  // v_pk_mul_f16
+    return detail::h2_native<detail::f16x2>(a, b, [](detail::f16x2 x, detail::f16x2 y) { return x * y; });
+  else
     return detail::h2_via_f32<T>(a, b, detail::MulOp{});
-  }
 #else
   return detail::h2_via_f32<T>(a, b, detail::MulOp{});
 #endif

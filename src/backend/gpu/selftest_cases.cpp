@@ -41,17 +41,24 @@ struct Weights {
   EmbeddingTable table;
 };
 
-// The weights of `experts` MoE experts, prepared as (gate, up, down) triples, given to
-// prepare_experts; false if it refuses them.
+// The gate, up and down weights of `experts` MoE experts prepared as (gate, up, down) triples.
+struct ExpertSets {
+  std::vector<const PreparedWeight*> g, u, d;
+};
+ExpertSets expert_sets(const std::vector<const PreparedWeight*>& ptr, int experts) {
+  ExpertSets s;
+  for (int e = 0; e < experts; ++e) {
+    s.g.push_back(ptr[static_cast<size_t>(3 * e)]);
+    s.u.push_back(ptr[static_cast<size_t>(3 * e + 1)]);
+    s.d.push_back(ptr[static_cast<size_t>(3 * e + 2)]);
+  }
+  return s;
+}
+// Gives them to prepare_experts; false if it refuses them.
 bool prepare_expert_triples(Backend& be, const std::vector<const PreparedWeight*>& ptr, int experts) {
   if (experts == 0) return true;
-  std::vector<const PreparedWeight*> g, u, d;
-  for (int e = 0; e < experts; ++e) {
-    g.push_back(ptr[static_cast<size_t>(3 * e)]);
-    u.push_back(ptr[static_cast<size_t>(3 * e + 1)]);
-    d.push_back(ptr[static_cast<size_t>(3 * e + 2)]);
-  }
-  return be.prepare_experts(g.data(), u.data(), d.data(), experts).is_ok();
+  const ExpertSets s = expert_sets(ptr, experts);
+  return be.prepare_experts(s.g.data(), s.u.data(), s.d.data(), experts).is_ok();
 }
 
 Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t table_rows = 0, int64_t table_dim = 0,
@@ -330,46 +337,33 @@ std::vector<Case> make_cases(const SelftestOptions& o, DType a) {
     const int64_t Ie = sm ? 24 : 256;
     std::vector<std::pair<int64_t, int64_t>> shapes;
     for (int e = 0; e < Ex; ++e) shapes.insert(shapes.end(), {{Ie, H}, {Ie, H}, {H, Ie}});
-    cs.push_back({"moe_experts", dims({T, H}) + " " + std::to_string(Ex) + " experts top 2", st, {},
-                  [=](int64_t t, uint32_t s) {
-                    return std::vector<Tensor>{act(t, H, s), f32(t, Ex, s + 1, 2.0f),
-                                               Tensor{Kind::kI32, t, tk, std::vector<float>(static_cast<size_t>(t * tk)), false},
-                                               f32(t, tk, 0), out(act(t, H, 0))};
-                  },
-                  [=](Backend& be, const std::vector<Act>& x, void* w) {
-                    auto& ws = weights(w);
-                    std::vector<const PreparedWeight*> g, u, d;
-                    for (int e = 0; e < Ex; ++e) {
-                      g.push_back(ws.ptr[static_cast<size_t>(3 * e)]);
-                      u.push_back(ws.ptr[static_cast<size_t>(3 * e + 1)]);
-                      d.push_back(ws.ptr[static_cast<size_t>(3 * e + 2)]);
-                    }
-                    be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
-                    be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, g.data(), u.data(), d.data(), x[4]);
-                  },
-                  dense_weights(shapes, 0, 0, Ex)});
+    // ptrs: the setup state's prepared weights, (gate, up, down) per expert.
+    const Shape step = st;  // a lambda may not capture a structured binding (clang < 16)
+    auto moe_case = [&](const std::string& op, Setup setup, double bytes,
+                        const std::vector<const PreparedWeight*>& (*ptrs)(void*)) {
+      cs.push_back({op, dims({T, H}) + " " + std::to_string(Ex) + " experts top 2", step, {},
+                    [=](int64_t t, uint32_t s) {
+                      return std::vector<Tensor>{
+                          act(t, H, s), f32(t, Ex, s + 1, 2.0f),
+                          Tensor{Kind::kI32, t, tk, std::vector<float>(static_cast<size_t>(t * tk)), false},
+                          f32(t, tk, 0), out(act(t, H, 0))};
+                    },
+                    [=](Backend& be, const std::vector<Act>& x, void* w) {
+                      const ExpertSets es = expert_sets(ptrs(w), Ex);
+                      be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
+                      be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, es.g.data(), es.u.data(), es.d.data(),
+                                     x[4]);
+                    },
+                    std::move(setup), bytes});
+    };
+    moe_case("moe_experts", dense_weights(shapes, 0, 0, Ex), 0,
+             [](void* w) -> const std::vector<const PreparedWeight*>& { return weights(w).ptr; });
     if (a != DType::kF32) {
       for (auto [spec, label] : {std::pair{q4, "int4 g128"}, {q8_sym, "int8 g128"}}) {
         double bytes = 0;
         for (auto [n, k] : shapes) bytes += gptq_bytes(n, k, spec);
-        cs.push_back({std::string("moe_experts gptq ") + label, dims({T, H}) + " " + std::to_string(Ex) + " experts top 2", st, {},
-                      [=](int64_t t, uint32_t s) {
-                        return std::vector<Tensor>{act(t, H, s), f32(t, Ex, s + 1, 2.0f),
-                                                   Tensor{Kind::kI32, t, tk, std::vector<float>(static_cast<size_t>(t * tk)), false},
-                                                   f32(t, tk, 0), out(act(t, H, 0))};
-                      },
-                      [=](Backend& be, const std::vector<Act>& x, void* w) {
-                        auto& ws = gptq(w);
-                        std::vector<const PreparedWeight*> g, u, d;
-                        for (int e = 0; e < Ex; ++e) {
-                          g.push_back(ws.ptr[static_cast<size_t>(3 * e)]);
-                          u.push_back(ws.ptr[static_cast<size_t>(3 * e + 1)]);
-                          d.push_back(ws.ptr[static_cast<size_t>(3 * e + 2)]);
-                        }
-                        be.moe_route(x[1], tk, true, x[2].as<int32_t>(), x[3]);
-                        be.moe_experts(x[0], x[2].as<int32_t>(), x[3], tk, Ex, g.data(), u.data(), d.data(), x[4]);
-                      },
-                      gptq_weights(shapes, spec, Ex), bytes});
+        moe_case(std::string("moe_experts gptq ") + label, gptq_weights(shapes, spec, Ex), bytes,
+                 [](void* w) -> const std::vector<const PreparedWeight*>& { return gptq(w).ptr; });
       }
     }
   }
