@@ -2,6 +2,7 @@
 // on a fresh emulated GPU backend at warp 32 and 64, each under the in-order, reverse and random
 // schedules. Every output is held to atol + rtol * |reference|, and the schedules of one warp size
 // must produce identical bytes (a difference is a race: a missing barrier or an unordered write).
+// Also the host <-> device helpers the op tests share (as_bytes, from_bytes, Dev).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,18 +10,64 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "deltaserve/backend/reference_backend.h"
+#include "deltaserve/core/dtype.h"
 #include "kernels/emu/emu.h"
 #include "src/backend/gpu/gpu_backend.h"
 
 namespace ds::test {
 
 using OpRun = std::function<std::vector<float>(backend::Backend&)>;
+
+// Host values as bytes of dtype.
+inline std::vector<uint8_t> as_bytes(const std::vector<float>& h, DType dt) {
+  std::vector<uint8_t> b(h.size() * dtype_size(dt));
+  for (size_t i = 0; i < h.size(); ++i) {
+    if (dt == DType::kF32) std::memcpy(&b[4 * i], &h[i], 4);
+    else {
+      const uint16_t u = dt == DType::kBF16 ? f32_to_bf16(h[i]) : f32_to_f16(h[i]);
+      std::memcpy(&b[2 * i], &u, 2);
+    }
+  }
+  return b;
+}
+
+inline std::vector<float> from_bytes(const std::vector<uint8_t>& b, DType dt) {
+  std::vector<float> h(b.size() / dtype_size(dt));
+  for (size_t i = 0; i < h.size(); ++i) {
+    if (dt == DType::kF32) std::memcpy(&h[i], &b[4 * i], 4);
+    else {
+      uint16_t u;
+      std::memcpy(&u, &b[2 * i], 2);
+      h[i] = dt == DType::kBF16 ? bf16_to_f32(u) : f16_to_f32(u);
+    }
+  }
+  return h;
+}
+
+// Host floats in and out of device buffers of an Act's dtype (kept alive with the Dev).
+struct Dev {
+  backend::Backend& be;
+  std::vector<std::unique_ptr<backend::DeviceBuffer>> bufs;
+  backend::Act put(const std::vector<float>& h, DType dt, int64_t rows, int64_t cols, int64_t ld) {
+    const auto b = as_bytes(h, dt);
+    bufs.push_back(be.alloc(b.size(), "test").value());
+    be.upload(bufs.back()->data(), b.data(), b.size());
+    return {bufs.back()->data(), dt, rows, cols, ld};
+  }
+  std::vector<float> get(const backend::Act& a) {
+    std::vector<uint8_t> b(static_cast<size_t>(a.rows * a.ld) * dtype_size(a.dtype));
+    be.download(b.data(), a.data, b.size());
+    return from_bytes(b, a.dtype);
+  }
+};
 
 inline void check_emulated(const std::string& name, DType act, double atol, double rtol, uint64_t seed,
                            const OpRun& run) {

@@ -27,6 +27,8 @@ namespace {
 
 using backend::Act;
 using backend::Backend;
+using test::as_bytes;
+using test::Dev;
 
 float round_to(DType dt, float x) {
   if (dt == DType::kBF16) return bf16_to_f32(f32_to_bf16(x));
@@ -41,48 +43,6 @@ std::vector<float> rnd(size_t n, uint32_t seed, DType dt, float scale = 1.0f) {
   for (auto& x : v) x = round_to(dt, d(rng));
   return v;
 }
-
-// Host values as bytes of dtype.
-std::vector<uint8_t> as_bytes(const std::vector<float>& h, DType dt) {
-  std::vector<uint8_t> b(h.size() * dtype_size(dt));
-  for (size_t i = 0; i < h.size(); ++i) {
-    if (dt == DType::kF32) std::memcpy(&b[4 * i], &h[i], 4);
-    else {
-      const uint16_t u = dt == DType::kBF16 ? f32_to_bf16(h[i]) : f32_to_f16(h[i]);
-      std::memcpy(&b[2 * i], &u, 2);
-    }
-  }
-  return b;
-}
-
-std::vector<float> from_bytes(const std::vector<uint8_t>& b, DType dt) {
-  std::vector<float> h(b.size() / dtype_size(dt));
-  for (size_t i = 0; i < h.size(); ++i) {
-    if (dt == DType::kF32) std::memcpy(&h[i], &b[4 * i], 4);
-    else {
-      uint16_t u;
-      std::memcpy(&u, &b[2 * i], 2);
-      h[i] = dt == DType::kBF16 ? bf16_to_f32(u) : f16_to_f32(u);
-    }
-  }
-  return h;
-}
-
-struct Dev {
-  Backend& be;
-  std::vector<std::unique_ptr<backend::DeviceBuffer>> bufs;
-  Act put(const std::vector<float>& h, DType dt, int64_t rows, int64_t cols, int64_t ld) {
-    const auto b = as_bytes(h, dt);
-    bufs.push_back(be.alloc(b.size(), "test").value());
-    be.upload(bufs.back()->data(), b.data(), b.size());
-    return {bufs.back()->data(), dt, rows, cols, ld};
-  }
-  std::vector<float> get(const Act& a) {
-    std::vector<uint8_t> b(static_cast<size_t>(a.rows * a.ld) * dtype_size(a.dtype));
-    be.download(b.data(), a.data, b.size());
-    return from_bytes(b, a.dtype);
-  }
-};
 
 // Runs `body` on the reference backend and on the emulated GPU backend (activations `act`) at
 // warp 32 and 64 under three schedules; compares to the reference within atol + rtol * |want| and

@@ -23,6 +23,7 @@ namespace {
 
 using backend::Act;
 using backend::Backend;
+using test::Dev;
 
 // A checkpoint Linear in GPTQ form with random codes, scales and zeros.
 struct Gptq {
@@ -82,40 +83,6 @@ std::vector<float> rnd(size_t n, uint32_t seed, float scale = 1.0f) {
   for (auto& x : v) x = f16_to_f32(f32_to_f16(d(rng)));  // exact in every activation type we test
   return v;
 }
-
-// Host floats <-> device bytes of dtype.
-struct Dev {
-  Backend& be;
-  std::vector<std::unique_ptr<backend::DeviceBuffer>> bufs;
-  Act put(const std::vector<float>& h, DType dt, int64_t rows, int64_t cols, int64_t ld) {
-    std::vector<uint8_t> b(h.size() * dtype_size(dt));
-    for (size_t i = 0; i < h.size(); ++i) {
-      if (dt == DType::kF32) std::memcpy(&b[4 * i], &h[i], 4);
-      else {
-        const uint16_t u = dt == DType::kBF16 ? f32_to_bf16(h[i]) : f32_to_f16(h[i]);
-        std::memcpy(&b[2 * i], &u, 2);
-      }
-    }
-    bufs.push_back(be.alloc(b.size(), "test").value());
-    be.upload(bufs.back()->data(), b.data(), b.size());
-    return {bufs.back()->data(), dt, rows, cols, ld};
-  }
-  std::vector<float> get(const Act& a) {
-    const size_t es = dtype_size(a.dtype), n = static_cast<size_t>(a.rows * a.ld);
-    std::vector<uint8_t> b(n * es);
-    be.download(b.data(), a.data, b.size());
-    std::vector<float> h(n);
-    for (size_t i = 0; i < n; ++i) {
-      if (a.dtype == DType::kF32) std::memcpy(&h[i], &b[4 * i], 4);
-      else {
-        uint16_t u;
-        std::memcpy(&u, &b[2 * i], 2);
-        h[i] = a.dtype == DType::kBF16 ? bf16_to_f32(u) : f16_to_f32(u);
-      }
-    }
-    return h;
-  }
-};
 
 void run(const std::string& name, DType act, double tol, const test::OpRun& body) {
   test::check_emulated(name, act, tol, tol, 5, [&](Backend& be) {
