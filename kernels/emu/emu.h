@@ -180,6 +180,8 @@ struct State {
   std::vector<char*> stack_pool;
   size_t pooled_stack_bytes = 0;
   bool in_launch = false;
+  // Stream capture (a graph): launches and the runtime's copies are recorded here instead of run.
+  std::vector<std::function<void()>>* capture = nullptr;
 
   ~State() { release_stacks(); }
   void release_stacks() {
@@ -540,12 +542,32 @@ inline I atomic_add(I* p, I v) {
   return old;
 }
 
-// Runs `body` (a call of the kernel with its arguments) for every thread of grid x block.
+// Stream capture, as a CUDA/HIP graph: between begin_capture and end_capture, launches (and the
+// copies the runtime records with record_or_run) are appended to `into` with their arguments as
+// evaluated at the launch, and run only when the list is replayed.
+inline void begin_capture(std::vector<std::function<void()>>* into) { detail::state().capture = into; }
+inline void end_capture() { detail::state().capture = nullptr; }
+inline bool capturing() { return detail::state().capture != nullptr; }
+inline void record_or_run(std::function<void()> op) {
+  if (auto* c = detail::state().capture) {
+    c->push_back(std::move(op));
+  } else {
+    op();
+  }
+}
+
+// Runs `body` (a call of the kernel with its arguments) for every thread of grid x block; under
+// capture, records the launch instead.
 template <typename F>
 void launch(const char* name, dim3 grid, dim3 block, size_t smem_bytes, F body) {
   using namespace detail;
   State& s = state();
   if (s.in_launch) throw EmuError(std::string("ds::emu: kernel ") + name + " launched from inside a kernel");
+  if (s.capture != nullptr) {
+    std::function<void()> fn = std::move(body);
+    s.capture->push_back([name, grid, block, smem_bytes, fn] { launch(name, grid, block, smem_bytes, fn); });
+    return;
+  }
   const Options& o = options();
   const unsigned long threads = static_cast<unsigned long>(block.x) * block.y * block.z;
   if (threads == 0 || threads > 1024)

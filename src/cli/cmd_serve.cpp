@@ -1,6 +1,6 @@
 // `deltaserve serve MODEL [flags]`: the `vllm serve` drop-in. The serve code (vLLM's flags, the
 // engine thread, the HTTP server, clean shutdown on SIGINT / SIGTERM) is ds::server::serve_main;
-// this file gives it the model: the checkpoint, its tokenizer and the CPU runtime.
+// this file gives it the model: the checkpoint, its tokenizer and the runtime (serve_model.cpp).
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -17,10 +17,11 @@
 #include "deltaserve/text/tokenizer/tokenizer.h"
 #include "model_factory.h"
 #include "selftest_cli.h"
+#include "serve_model.h"
 
 namespace {
 
-// Loads the checkpoint, its tokenizer and the CPU runtime with cache pools sized from the budget.
+// Loads the checkpoint, its tokenizer and the model with cache pools sized for its device.
 ds::Result<ds::server::ServedModel> load_real_model(const ds::server::ServeArgs& a, const ds::server::Environment& env,
                                                     ds::server::ServerConfig* sc) {
   ds::server::ServedModel served;
@@ -54,29 +55,10 @@ ds::Result<ds::server::ServedModel> load_real_model(const ds::server::ServeArgs&
                                 std::to_string(derived) + " in model's config.json). To allow overriding this "
                                 "maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1.");
   sc->max_model_len = max_len;
-  // Bytes per KV block / state slot as the CPU runtime lays them out (fp32 K and V; fp32 SSM + conv state).
-  int n_attn = 0, n_gdn = 0;
-  for (auto k : mc.layer_types) (k == ds::model::LayerKind::kFullAttention ? n_attn : n_gdn)++;
-  const int block_size = a.block_size > 0 ? a.block_size : 16;
-  ds::engine::CachePlanInput in;
-  in.budget_bytes = ds::server::cache_budget_bytes(a, env);
-  in.block_size = block_size;
-  in.kv_block_bytes = std::max<int64_t>(1, int64_t{n_attn} * 2 * block_size * mc.num_kv_heads * mc.head_dim * 4);
-  in.state_slot_bytes = int64_t{n_gdn} *
-                        (int64_t{mc.linear_num_value_heads} * mc.linear_value_head_dim * mc.linear_key_head_dim +
-                         int64_t{mc.linear_conv_kernel_dim - 1} * mc.conv_dim()) * 4;
-  in.max_num_seqs = a.max_num_seqs;
-  in.max_model_len = max_len;
-  DS_ASSIGN_OR_RETURN(ds::engine::CachePlan plan, ds::engine::plan_cache_config(in));
-  for (const auto& w : plan.warnings) DS_WARN << w;
-  served.max_num_seqs = plan.max_num_seqs;
   ds::Timer t;
-  ds::model::ModelOptions mo;
-  mo.cache = plan.config;
-  mo.max_step_tokens = a.max_num_batched_tokens;
-  mo.max_step_seqs = plan.max_num_seqs;
-  mo.max_model_len = max_len;
-  DS_ASSIGN_OR_RETURN(std::unique_ptr<ds::model::Qwen35Model> m, ds::cli::create_model_for_device(*desc_ptr, mo, a.device, a.dtype));
+  DS_ASSIGN_OR_RETURN(ds::cli::ServingModel sm, ds::cli::load_model_for_serving(*desc_ptr, a, env, max_len));
+  served.max_num_seqs = sm.max_num_seqs;
+  std::unique_ptr<ds::model::Qwen35Model> m = std::move(sm.model);
   DS_INFO << "Loaded " << desc_ptr->path << " (" << mc.model_type << ", " << mc.num_layers << " layers, quant "
           << desc_ptr->quant_method << ") on " << m->backend_name() << " in " << t.seconds() << " s";
   served.model = std::move(m);

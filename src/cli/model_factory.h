@@ -1,5 +1,6 @@
 // The one place the commands get a model: on the CPU backend or on the GPU backend this binary was
-// built with (DS_HAVE_CUDA / DS_HAVE_HIP, set when CMake links ds_backend_cuda / ds_backend_hip), by
+// built with (DS_HAVE_CUDA / DS_HAVE_HIP, set when CMake links ds_backend_cuda / ds_backend_hip;
+// DS_HAVE_EMU: the emulated GPU, as `cuda`, in the test binary deltaserve_emu), by
 // `--device auto|cuda|rocm|cpu`. Lives in the CLI so that ds_model never depends on a GPU library.
 #pragma once
 
@@ -14,6 +15,11 @@ namespace ds::cli {
 
 // What this binary was built with and what its GPU runtime sees now.
 model::DeviceAvailability device_availability();
+
+// The backend `device` resolves to: the CPU backend, or the GPU backend with `dtype` activations.
+// Logs the device auto picked, as vLLM does.
+Result<std::shared_ptr<backend::Backend>> create_backend(const model::ModelDesc& desc, const std::string& device,
+                                                          const std::string& dtype);
 
 // device: "auto", "cuda", "rocm" or "cpu" (errors name the flag). dtype: vLLM's --dtype ("auto":
 // the checkpoint's torch_dtype) for GPU activations; the CPU backend computes in fp32 regardless.

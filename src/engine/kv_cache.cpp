@@ -1,6 +1,7 @@
 #include "deltaserve/engine/kv_cache.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace ds::engine {
 
@@ -70,7 +71,7 @@ Result<CachePlan> plan_cache_config(const CachePlanInput& in) {
         ") is larger than the maximum number of tokens that can be stored in KV cache (" +
         std::to_string(in.budget_bytes / std::max<int64_t>(1, in.kv_block_bytes + in.state_slot_bytes) *
                        in.block_size) +
-        "). Try increasing the KV cache space (VLLM_CPU_KVCACHE_SPACE / --kv-cache-memory-bytes) or "
+        "). Try increasing the KV cache space (" + in.budget_flags + ") or "
         "decreasing `max_model_len` when initializing the engine.");
   }
   int64_t slots = in.max_num_seqs;
@@ -90,6 +91,40 @@ Result<CachePlan> plan_cache_config(const CachePlanInput& in) {
   plan.config.num_state_slots = static_cast<int>(slots);
   plan.max_num_seqs = static_cast<int>(slots);
   return plan;
+}
+
+namespace {
+std::string gib(int64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", static_cast<double>(b) / 1073741824.0);
+  return buf;
+}
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+}  // namespace
+
+Result<DeviceBudget> device_cache_budget(const DeviceBudgetInput& in) {
+  if (in.total_bytes <= 0 || in.free_at_start < 0 || in.free_after_profile < 0 || in.profile_cache_bytes < 0)
+    return invalid_argument("device memory readings must be positive");
+  if (!(in.utilization > 0 && in.utilization <= 1)) return invalid_argument("--gpu-memory-utilization must be in (0, 1]");
+  DeviceBudget b;
+  b.requested_bytes = static_cast<int64_t>(in.utilization * static_cast<double>(in.total_bytes));
+  if (in.free_at_start < b.requested_bytes)
+    return resource_exhausted("Free memory on device " + in.device + " (" + gib(in.free_at_start) + "/" +
+                              gib(in.total_bytes) + " GiB) on startup is less than desired GPU memory utilization (" +
+                              num(in.utilization) + ", " + gib(b.requested_bytes) +
+                              " GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.");
+  b.model_bytes = std::max<int64_t>(0, in.free_at_start - in.free_after_profile - in.profile_cache_bytes);
+  b.cache_bytes = b.requested_bytes - b.model_bytes;
+  if (b.cache_bytes <= 0)
+    return resource_exhausted("No available memory for the cache blocks: the model takes " + gib(b.model_bytes) +
+                              " GiB of the " + gib(b.requested_bytes) + " GiB that --gpu-memory-utilization " +
+                              num(in.utilization) +
+                              " allows. Try increasing `gpu_memory_utilization` when initializing the engine.");
+  return b;
 }
 
 }  // namespace ds::engine

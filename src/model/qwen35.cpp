@@ -193,20 +193,38 @@ Status Qwen35Model::prepare_weights(const ModelDesc& desc) {
   be_->upload(params_->data(), params.host.data(), params.host.size() * sizeof(float));
   for (auto& [where, off] : params.fixups) *where = static_cast<const float*>(params_->data()) + off;
 
+  return Status::ok();
+}
+
+// The pools for opt_.cache, plus the padding block and slot of the graph path.
+backend::CacheSpec Qwen35Model::cache_spec() const {
+  const ModelConfig& c = cfg_;
+  const int pad = graph_sizes_.empty() ? 0 : 1;
   backend::CacheSpec cs;
   cs.num_attn_layers = n_attn_;
-  cs.num_kv_blocks = opt_.cache.num_kv_blocks;
+  cs.num_kv_blocks = opt_.cache.num_kv_blocks + pad;
   cs.block_size = opt_.cache.block_size;
-  cs.kv_heads = nkv;
-  cs.head_dim = hd;
+  cs.kv_heads = c.num_kv_heads;
+  cs.head_dim = c.head_dim;
   cs.num_gdn_layers = n_gdn_;
-  cs.num_state_slots = opt_.cache.num_state_slots;
-  cs.v_heads = Hv;
-  cs.k_dim = dk;
-  cs.v_dim = dv;
-  cs.conv_kernel = Kc;
-  cs.conv_dim = C;
-  return be_->allocate_cache(cs);
+  cs.num_state_slots = opt_.cache.num_state_slots + pad;
+  cs.v_heads = c.linear_num_value_heads;
+  cs.k_dim = c.linear_key_head_dim;
+  cs.v_dim = c.linear_value_head_dim;
+  cs.conv_kernel = c.linear_conv_kernel_dim;
+  cs.conv_dim = c.conv_dim();
+  return cs;
+}
+
+Status Qwen35Model::allocate_cache(const CacheConfig& cache) {
+  if (cache.block_size != opt_.cache.block_size || cache.num_kv_blocks < 0 || cache.num_state_slots < 0)
+    return invalid_argument("bad cache configuration (the block size is fixed at create)");
+  if (opt_.max_model_len <= 0 && cache.num_kv_blocks > opt_.cache.num_kv_blocks)
+    return invalid_argument("a larger KV pool needs max_model_len (the block tables were sized for the old pool)");
+  graphs_.clear();
+  graphs_.resize(graph_sizes_.size());
+  opt_.cache = cache;
+  return be_->allocate_cache(cache_spec());
 }
 
 Status Qwen35Model::allocate_workspace() {
@@ -310,6 +328,17 @@ Result<std::unique_ptr<Qwen35Model>> Qwen35Model::create(const ModelDesc& desc, 
   m->be_ = std::move(be);
   m->comm_ = std::move(comm);
   DS_RETURN_IF_ERROR(m->prepare_weights(desc));
+  if (m->be_->supports_graphs()) {
+    const int64_t cap = std::min<int64_t>(options.max_step_seqs, options.max_step_tokens);
+    for (int b : options.graph_batch_sizes)
+      if (b >= 1 && b <= cap) m->graph_sizes_.push_back(b);
+    std::sort(m->graph_sizes_.begin(), m->graph_sizes_.end());
+    m->graph_sizes_.erase(std::unique(m->graph_sizes_.begin(), m->graph_sizes_.end()), m->graph_sizes_.end());
+    const int64_t whole = options.max_model_len > 0 ? options.max_model_len : int64_t{cache.num_kv_blocks} * cache.block_size;
+    m->graph_context_ = options.graph_max_context > 0 ? std::min(options.graph_max_context, whole) : whole;
+    if (m->graph_context_ <= 0) m->graph_sizes_.clear();
+  }
+  DS_RETURN_IF_ERROR(m->allocate_cache(cache));
   DS_RETURN_IF_ERROR(m->allocate_workspace());
   return m;
 }
@@ -418,9 +447,28 @@ Result<StepOutput> Qwen35Model::forward(const StepPlan& plan) {
   if (T > ws_->max_tokens)
     return invalid_argument("step of " + std::to_string(T) + " tokens exceeds the workspace planned for " +
                             std::to_string(ws_->max_tokens) + " (max_num_batched_tokens)");
-  DS_RETURN_IF_ERROR(be_->plan(meta_));
-  be_->reset_states();
+  StepOutput so;
+  if (const int B = graph_size_for(plan); B > 0) {
+    pad_meta(B);
+    DS_RETURN_IF_ERROR(be_->plan(meta_));
+    const size_t g = static_cast<size_t>(std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), B) - graph_sizes_.begin());
+    if (!graphs_[g]) DS_RETURN_IF_ERROR(capture_graph(B));
+    DS_RETURN_IF_ERROR(be_->replay(*graphs_[g]));
+    ++graph_steps_;
+    DS_RETURN_IF_ERROR(logits_pass(plan, true, &so));
+  } else {
+    DS_RETURN_IF_ERROR(be_->plan(meta_));
+    DS_RETURN_IF_ERROR(run_layers(T));
+    DS_RETURN_IF_ERROR(logits_pass(plan, false, &so));
+  }
+  be_->synchronize();
+  return so;
+}
+
+// The planned step up to the residual stream after the last layer (ws_->h rows [0, T)).
+Status Qwen35Model::run_layers(int64_t T) {
   backend::Backend& be = *be_;
+  be.reset_states();
   const backend::Act h = ws_->h.rows_view(0, T), xn = ws_->xn.rows_view(0, T), out = ws_->out.rows_view(0, T);
   be.embed(embed_, h);
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
@@ -437,15 +485,21 @@ Result<StepOutput> Qwen35Model::forward(const StepPlan& plan) {
     DS_RETURN_IF_ERROR(mlp_block(L, T, xn, out));
     be.add(h, out);
   }
-  StepOutput so;
-  DS_RETURN_IF_ERROR(logits_pass(plan, &so));
-  be.synchronize();
-  return so;
+  return Status::ok();
+}
+
+// Logits of planned logit rows [first_row, first_row + rows) into ws_->logits rows [0, rows).
+void Qwen35Model::compute_logits(int64_t first_row, int64_t rows) {
+  const backend::Act rows_h = ws_->last_h.rows_view(0, rows), rows_xn = ws_->last_xn.rows_view(0, rows);
+  be_->gather_logit_rows(ws_->h, first_row, rows_h);
+  be_->rms_norm(rows_h, final_norm_, static_cast<float>(cfg_.rms_norm_eps), true, rows_xn);
+  be_->linear(*lm_head_, rows_xn, ws_->logits.rows_view(0, rows));
 }
 
 // Final norm + lm_head over the planned logits rows, a pass of at most max_logit_rows at a time;
 // each pass ends in what crosses to the host: sampled ids, target logprobs, requested logits.
-Status Qwen35Model::logits_pass(const StepPlan& plan, StepOutput* so) {
+// first_pass_computed: the first pass's logits are already in the workspace (a replayed graph).
+Status Qwen35Model::logits_pass(const StepPlan& plan, bool first_pass_computed, StepOutput* so) {
   const int64_t V = cfg_.vocab_size, R = static_cast<int64_t>(logit_rows_.size());
   const size_t S = plan.seqs.size();
   so->vocab_size = V;
@@ -467,14 +521,10 @@ Status Qwen35Model::logits_pass(const StepPlan& plan, StepOutput* so) {
   std::vector<int32_t> targets, top_k;
   std::vector<backend::SampleResult> sampled;
   std::vector<backend::PositionLogprobs> lps;
-  const float eps = static_cast<float>(cfg_.rms_norm_eps);
   for (int64_t r0 = 0; r0 < R; r0 += ws_->max_logit_rows) {
     const int64_t n = std::min(ws_->max_logit_rows, R - r0);
-    const backend::Act rows_h = ws_->last_h.rows_view(0, n), rows_xn = ws_->last_xn.rows_view(0, n);
     const backend::Act logits = ws_->logits.rows_view(0, n);
-    be_->gather_logit_rows(ws_->h, r0, rows_h);
-    be_->rms_norm(rows_h, final_norm_, eps, true, rows_xn);
-    be_->linear(*lm_head_, rows_xn, logits);
+    if (r0 > 0 || !first_pass_computed) compute_logits(r0, n);
     const int64_t n_sample = std::clamp<int64_t>(n_sample_rows_ - r0, 0, n);
     if (n_sample > 0) {
       samplers.clear();

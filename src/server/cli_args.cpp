@@ -161,6 +161,10 @@ Result<ServeArgs> parse_serve_args(const std::vector<std::string>& argv, const s
       inline_value = name.substr(eq + 1);
       name = name.substr(0, eq);
     }
+    if (tok[1] != '-' && name.size() == 2 && name[0] == 'O' && std::isdigit(static_cast<unsigned char>(name[1]))) {
+      inline_value = name.substr(1);  // -O3: vLLM's optimization level
+      name = "O";
+    }
     name = canonical(name);
     bool negated = false;
     const FlagSpec* spec = find_flag(name);
@@ -173,7 +177,7 @@ Result<ServeArgs> parse_serve_args(const std::vector<std::string>& argv, const s
     }
     std::string dotted;
     if (!spec && name.find('.') != std::string::npos) {
-      const FlagSpec* s = find_flag(name.substr(0, name.find('.')));
+      const FlagSpec* s = find_flag(canonical(name.substr(0, name.find('.'))));
       if (s && s->kind == FlagKind::kJson) {
         spec = s;
         dotted = name.substr(name.find('.') + 1);
@@ -206,7 +210,16 @@ Result<ServeArgs> parse_serve_args(const std::vector<std::string>& argv, const s
         return invalid_argument("argument --" + name + ": expected one argument");
       }
     }
-    if (!dotted.empty()) {
+    if (!dotted.empty() && spec->name == "compilation-config") {
+      // -O.cudagraph_mode=NONE: one key merged into the JSON (a value that is not JSON is a string).
+      nlohmann::json one = nlohmann::json::object();
+      auto parsed = nlohmann::json::parse(v.text, nullptr, false);
+      for (char& c : dotted)
+        if (c == '-') c = '_';  // canonical() turned the key's underscores into dashes
+      one[dotted] = parsed.is_discarded() ? nlohmann::json(v.text) : parsed;
+      v.text = one.dump();
+      name = spec->name;
+    } else if (!dotted.empty()) {
       a.infos.push_back("--" + name + " " + v.text + " accepted and ignored: " + spec->note);
       continue;
     }

@@ -1,5 +1,6 @@
 #include "cli_flags.h"
 
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -226,7 +227,42 @@ std::vector<FlagSpec> build() {
     return Status::ok();
   }));
   t.push_back(accept("swap-space", K::kFloat, "V0 only; deprecated in vLLM V1"));
-  t.push_back(accept("enforce-eager", K::kBool, "no graph capture on this backend"));
+  t.push_back(honour("enforce-eager", K::kBool, [](ServeArgs& a, const FlagValue& v) { a.enforce_eager = v.as_bool(); return Status::ok(); }));
+  t.push_back(honour("compilation-config", K::kJson, [](ServeArgs& a, const FlagValue& v) {
+    // -O3 / -O 0: vLLM's optimization level; a JSON object merges (dotted keys arrive as one-key objects).
+    if (!v.text.empty() && std::isdigit(static_cast<unsigned char>(v.text[0])) && v.text.size() == 1) {
+      a.compilation_config["level"] = v.text[0] - '0';
+      return Status::ok();
+    }
+    json j;
+    DS_RETURN_IF_ERROR(to_json("compilation-config", v.text, &j));
+    if (!j.is_object()) return bad("compilation-config", "expected a JSON object or an optimization level 0-3");
+    a.compilation_config.update(j);
+    return Status::ok();
+  }));
+  t.push_back(honour("cuda-graph-sizes", K::kList, [](ServeArgs& a, const FlagValue& v) {
+    a.cuda_graph_sizes.clear();
+    for (const std::string& x : v.list) {
+      int64_t n;
+      DS_RETURN_IF_ERROR(to_int("cuda-graph-sizes", x, &n));
+      if (n < 1) return bad("cuda-graph-sizes", "sizes must be positive");
+      a.cuda_graph_sizes.push_back(static_cast<int>(n));
+    }
+    return Status::ok();
+  }));
+  t.push_back(honour("max-cudagraph-capture-size", K::kInt, [](ServeArgs& a, const FlagValue& v) {
+    int64_t n;
+    DS_RETURN_IF_ERROR(to_int("max-cudagraph-capture-size", v.text, &n));
+    if (n < 0) return bad("max-cudagraph-capture-size", "must not be negative");
+    a.max_cudagraph_capture_size = static_cast<int>(n);
+    return Status::ok();
+  }));
+  t.push_back(honour("max-seq-len-to-capture", K::kHumanInt, [](ServeArgs& a, const FlagValue& v) {
+    auto n = parse_human_int(v.text);
+    if (!n || *n < 1) return bad("max-seq-len-to-capture", "invalid value: '" + v.text + "'");
+    a.max_seq_len_to_capture = *n;
+    return Status::ok();
+  }));
   // --- chat, reasoning, tools ---
   t.push_back(honour("chat-template", K::kString, [](ServeArgs& a, const FlagValue& v) {
     std::ifstream f(v.text);
@@ -297,11 +333,11 @@ std::vector<FlagSpec> build() {
   t.push_back(accept("disable-access-log-for-endpoints", K::kString, "no access log is written"));
   t.push_back(accept("enable-tokenizer-info-endpoint", K::kBool, "/tokenizer_info is not served"));
   t.push_back(honour("disable-fastapi-docs", K::kBool, [](ServeArgs& a, const FlagValue& v) { a.server.disable_fastapi_docs = v.as_bool(); return Status::ok(); }));
-  for (const char* n : {"middleware", "lora-modules", "compilation-config", "attention-backend", "hf-overrides",
+  for (const char* n : {"middleware", "lora-modules", "attention-backend", "hf-overrides",
                         "mamba-ssm-cache-dtype", "mamba-cache-dtype", "mamba-block-size", "api-server-count",
-                        "max-cudagraph-capture-size", "cuda-graph-sizes", "structured-outputs-config",
+                        "structured-outputs-config",
                         "guided-decoding-backend", "scheduling-policy", "worker-cls", "hf-config-path", "config-format",
-                        "max-seq-len-to-capture", "logits-processors", "served-model-alias"})
+                        "logits-processors", "served-model-alias"})
     t.push_back(accept(n, K::kString, "Python-specific or a performance knob of vLLM"));
   for (const char* n : {"enable-lora", "headless", "async-scheduling", "no-async-scheduling", "disable-custom-all-reduce",
                         "enable-sleep-mode", "disable-frontend-multiprocessing", "enable-auto-tool-choice-fallback",

@@ -129,8 +129,22 @@ struct StepMeta {
   int blocks_per_seq = 0;
   std::vector<int32_t> reset_slots;   // GDN slots zeroed before the step (sequences at position 0)
   std::vector<int32_t> logit_rows;    // token rows whose logits the step computes, in output order
+  // > 0: launches are sized for contexts (start_pos + new tokens) up to this bound rather than this
+  // step's longest, so a captured step replays for any context within it (the graph path sets it).
+  int64_t context_bound = 0;
   int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
   int num_seqs() const { return static_cast<int>(start_pos.size()); }
+};
+
+// A device's memory at one moment (memory planning).
+struct DeviceMemory {
+  size_t total_bytes = 0, free_bytes = 0;
+};
+
+// A captured step (Backend::begin_capture / end_capture), run again by Backend::replay.
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
 };
 
 using SamplingRow = kernels::SamplingRow;
@@ -163,6 +177,8 @@ class Backend {
   virtual void download(void* host, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
   virtual void synchronize() = 0;  // the step boundary: every op issued so far has finished
+  // The device's total and free memory now; nullopt for host backends (their cache budget is a flag).
+  virtual std::optional<DeviceMemory> device_memory() { return std::nullopt; }
 
   // --- load time ---
   virtual Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src, const TpShard& shard) = 0;
@@ -184,6 +200,20 @@ class Backend {
   // --- per step ---
   virtual Status plan(const StepMeta& meta) = 0;
   virtual void reset_states() = 0;  // zero the planned reset_slots in every GDN layer
+
+  // --- graphs (device backends; a host backend has nothing to capture) ---
+  // Between begin_capture and end_capture, reset_states and the ops are recorded, not run. replay
+  // runs the recording again, reading the metadata of the latest plan(), which must have the shapes
+  // the capture was planned with (tokens, sequences, block-table width, reset and logit rows,
+  // context_bound): every launch size and metadata address then repeats. Recording must neither
+  // allocate nor synchronise.
+  virtual bool supports_graphs() const { return false; }
+  virtual Status begin_capture() { return unsupported(name() + " does not capture steps"); }
+  virtual Result<std::unique_ptr<StepGraph>> end_capture() { return unsupported(name() + " does not capture steps"); }
+  virtual Status replay(const StepGraph& graph) {
+    (void)graph;
+    return unsupported(name() + " does not capture steps");
+  }
 
   // --- ops (read the planned metadata; x, y, out are Act views of device memory) ---
   virtual void embed(const EmbeddingTable& table, Act out) = 0;  // planned token ids

@@ -52,6 +52,7 @@ struct CachePlanInput {
   int block_size = 16;
   int max_num_seqs = 256;
   int64_t max_model_len = 0;
+  std::string budget_flags = "VLLM_CPU_KVCACHE_SPACE / --kv-cache-memory-bytes";  // named in the error
 };
 
 struct CachePlan {
@@ -64,5 +65,25 @@ struct CachePlan {
 // less than one max_model_len sequence of KV blocks); the rest of the budget becomes KV blocks.
 // Error when even one max_model_len sequence does not fit (vLLM refuses to start in that case).
 Result<CachePlan> plan_cache_config(const CachePlanInput& in);
+
+// A device's cache budget the way vLLM computes it after its profiling run: `utilization` of the
+// device's total memory, less what this process took since it opened the device (weights,
+// workspace, whatever the profiling step created lazily; the profiling step's own cache excluded).
+// Errors as vLLM's: less free memory at start than that share (other processes hold it), or
+// nothing left for the cache.
+struct DeviceBudgetInput {
+  int64_t total_bytes = 0;
+  int64_t free_at_start = 0;        // right after the device was opened
+  int64_t free_after_profile = 0;   // after loading and one profiling step
+  int64_t profile_cache_bytes = 0;  // the cache pools that step ran with (freed before the real ones)
+  double utilization = 0.9;
+  std::string device = "cuda:0";
+};
+struct DeviceBudget {
+  int64_t requested_bytes = 0;  // utilization x total
+  int64_t model_bytes = 0;      // weights + workspace + lazily created resources
+  int64_t cache_bytes = 0;      // what the cache pools may use
+};
+Result<DeviceBudget> device_cache_budget(const DeviceBudgetInput& in);
 
 }  // namespace ds::engine

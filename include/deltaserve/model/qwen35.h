@@ -23,6 +23,11 @@ struct ModelOptions {
   int max_step_seqs = 256;         // the most sequences in one step (engine: max_num_seqs)
   int64_t max_model_len = 0;       // longest sequence (block-table width); 0: the whole KV pool
   bool chunked_gdn_prefill = false;  // chunked WY form (C=64) for multi-token steps; else token recurrence
+  // Decode steps as captured graphs (backends with supports_graphs()): a step of S one-token
+  // sequences, none at position 0, every context within graph_max_context (0: max_model_len) runs
+  // as the graph of the smallest size >= S, padded with dummy sequences. Empty: every step eager.
+  std::vector<int> graph_batch_sizes;
+  int64_t graph_max_context = 0;
 };
 
 class Qwen35Model : public Model {
@@ -35,6 +40,18 @@ class Qwen35Model : public Model {
   ~Qwen35Model() override;
 
   const CacheConfig& cache_config() const override { return opt_.cache; }
+  // Replaces the cache pools (memory planning sizes them after a profiling step). Captured graphs
+  // held the old pools' addresses and are dropped.
+  Status allocate_cache(const CacheConfig& cache);
+  // Runs one step of the largest size the workspace was planned for (one sequence of
+  // min(max_step_tokens, max_model_len) tokens, sampled), so every lazily created device resource
+  // exists before memory is measured. Needs a cache of at least that many tokens and one slot.
+  Status profile_step();
+  // Captures the decode graphs of every size in graph_batch_sizes now (vLLM captures at start-up;
+  // forward() captures a missing one on first use). Returns how many exist.
+  Result<int> capture_graphs();
+  const std::vector<int>& graph_sizes() const { return graph_sizes_; }
+  int64_t graph_steps() const { return graph_steps_; }  // steps run by replaying a graph
   int64_t vocab_size() const override { return cfg_.vocab_size; }
   Result<StepOutput> forward(const StepPlan& plan) override;
 
@@ -55,7 +72,14 @@ class Qwen35Model : public Model {
   Status gdn_block(const Layer& L, int64_t T, backend::Act x, backend::Act out);
   Status attention_block(const Layer& L, int64_t T, backend::Act x, backend::Act out);
   Status mlp_block(const Layer& L, int64_t T, backend::Act x, backend::Act out);
-  Status logits_pass(const StepPlan& plan, StepOutput* out);
+  Status logits_pass(const StepPlan& plan, bool first_pass_computed, StepOutput* out);
+  backend::CacheSpec cache_spec() const;
+  Status run_layers(int64_t T);
+  void compute_logits(int64_t first_row, int64_t rows);
+  // The graph path (qwen35_graphs.cpp).
+  int graph_size_for(const StepPlan& plan) const;  // 0: run eagerly
+  void pad_meta(int B);
+  Status capture_graph(int B);
 
   ModelConfig cfg_;
   ModelOptions opt_;
@@ -78,6 +102,13 @@ class Qwen35Model : public Model {
   };
   std::vector<LogitRow> logit_rows_;
   int n_sample_rows_ = 0;  // the first logit rows are the sampled ones
+  // Decode graphs by batch size, and the sizes allowed (options clamped to the workspace). With
+  // graphs the cache holds one KV block and one state slot more than the engine sees: the dummy
+  // sequences padding a step write there.
+  std::vector<int> graph_sizes_;
+  int64_t graph_context_ = 0;
+  std::vector<std::unique_ptr<backend::StepGraph>> graphs_;  // indexed like graph_sizes_
+  int64_t graph_steps_ = 0;
 };
 
 // A model on the CPU backend with a single rank: what the offline commands and tests use.

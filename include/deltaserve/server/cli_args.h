@@ -41,6 +41,13 @@ struct ServeArgs {
   std::string revision = "main";
   std::string load_format = "auto";
   bool language_model_only = false;
+  // Decode graphs (see decode_graph_plan): --enforce-eager, --compilation-config / -O (merged, dotted
+  // keys too), --cuda-graph-sizes, --max-cudagraph-capture-size, --max-seq-len-to-capture.
+  bool enforce_eager = false;
+  nlohmann::json compilation_config = nlohmann::json::object();
+  std::vector<int> cuda_graph_sizes;
+  std::optional<int> max_cudagraph_capture_size;
+  std::optional<int64_t> max_seq_len_to_capture;
   bool enable_log_outputs = false;
   std::string uvicorn_log_level;
   bool help = false;
@@ -58,6 +65,20 @@ Result<ServeArgs> parse_serve_args(const std::vector<std::string>& args,
 
 // "32k" -> 32000, "32K" -> 32768, "1m"/"1M", "1g"/"1G", plain integers (vLLM human_readable_int).
 std::optional<int64_t> parse_human_int(const std::string& s);
+
+// The decode steps captured as graphs, as vLLM chooses its CUDA graph sizes: none with
+// --enforce-eager, cudagraph_mode NONE or -O0; else compilation_config.cudagraph_capture_sizes (or
+// --cuda-graph-sizes) or vLLM's default list [1, 2, 4, 8, 16, 24, ..., 248, 256, 272, ...] up to
+// max_cudagraph_capture_size (default min(2 * max_num_seqs, 512)); sizes above max_num_seqs are
+// dropped (a decode step never has more sequences). max_context: the longest context a graph
+// serves, --max-seq-len-to-capture (vLLM's old default 8192) within max_model_len; longer
+// sequences decode eagerly.
+struct DecodeGraphPlan {
+  std::vector<int> sizes;
+  int64_t max_context = 0;
+  std::string reason_none;  // why sizes is empty
+};
+Result<DecodeGraphPlan> decode_graph_plan(const ServeArgs& a, int max_num_seqs, int64_t max_model_len);
 
 std::string serve_help();
 // "non-default args: {'model': '...', 'max_model_len': 32768}"

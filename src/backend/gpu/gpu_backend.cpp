@@ -259,6 +259,12 @@ Status GpuBackend::plan(const StepMeta& m) {
     d.max_context = std::max(d.max_context, m.start_pos[static_cast<size_t>(s)] + n);
     if (n != 1) d.all_decode = false;
   }
+  if (m.context_bound > 0) {
+    if (d.max_context > m.context_bound)
+      return invalid_argument("a sequence's context (" + std::to_string(d.max_context) + ") exceeds the step's bound (" +
+                              std::to_string(m.context_bound) + ")");
+    d.max_context = m.context_bound;
+  }
   // One tight host image of every array, one upload.
   size_t off = 0;
   auto* base = static_cast<unsigned char*>(meta_buf_->data());

@@ -8,7 +8,7 @@
 // Files: gpu_backend.cpp (memory, weights, cache, plan), gpu_ops_norm.cpp (embed, norms, rope,
 // elementwise, gates), gpu_ops_gdn.cpp (conv1d, GDN decode/prefill, state reset),
 // gpu_ops_attention.cpp (paged attention), gpu_ops_moe.cpp (linear, router, experts),
-// gpu_ops_sample.cpp (sampling, logprobs).
+// gpu_ops_sample.cpp (sampling, logprobs), gpu_graphs.cpp (step capture and replay, device memory).
 #pragma once
 
 #include <memory>
@@ -120,8 +120,13 @@ class GpuBackend final : public Backend {
   Result<EmbeddingTable> prepare_embedding(const EmbeddingTable& host) override;
   Status prepare_experts(const PreparedWeight* const* gate, const PreparedWeight* const* up,
                          const PreparedWeight* const* down, int num_experts) override;
+  std::optional<DeviceMemory> device_memory() override;
   Status plan(const StepMeta& meta) override;
   void reset_states() override;
+  bool supports_graphs() const override { return true; }
+  Status begin_capture() override;
+  Result<std::unique_ptr<StepGraph>> end_capture() override;
+  Status replay(const StepGraph& graph) override;
 
   void embed(const EmbeddingTable& table, Act out) override;
   void rms_norm(Act x, const float* w, float eps, bool zero_centred, Act out) override;

@@ -1,5 +1,5 @@
 // The device runtime over CUDA, HIP or the CPU emulation. One source: GPU(x) names the vendor's call
-// (cudaMalloc / hipMalloc / emuMalloc); the emulation is a small shim below with the same names over
+// (cudaMalloc / hipMalloc / emuMalloc); the emulation is a small shim (runtime_emu.h) with the same names over
 // host memory, so every path through the checks and the allocation tally is shared.
 #include "src/backend/gpu/runtime.h"
 
@@ -10,13 +10,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
 #if defined(DS_EMU)
-#include "kernels/emu/emu.h"
+#include "src/backend/gpu/runtime_emu.h"
 #define GPU(x) emu##x
 #elif defined(DS_GPU_HIP)
 #include <hip/hip_runtime_api.h>
@@ -31,84 +32,6 @@ using cudaDeviceProp_ = cudaDeviceProp;
 #endif
 
 namespace ds::backend::gpu {
-
-#if defined(DS_EMU)
-// Emulated device: memory is 256-byte aligned host memory, copies are immediate (emulated kernels
-// run to completion inside their launch, so there is never anything in flight), events are clock
-// readings. DS_EMU_DEVICES=1 makes device_count() report the emulated device (auto picks it).
-namespace {
-using emuError_t = int;
-constexpr emuError_t emuSuccess = 0, emuErrorMemoryAllocation = 2, emuErrorInvalidValue = 1;
-using emuStream_t = void*;
-struct EmuEvent {
-  std::chrono::steady_clock::time_point t;
-};
-using emuEvent_t = EmuEvent*;
-enum emuMemcpyKind { emuMemcpyHostToDevice, emuMemcpyDeviceToHost, emuMemcpyDeviceToDevice };
-constexpr unsigned emuStreamNonBlocking = 1;
-struct emuDeviceProp {
-  char name[256];
-  int major, minor, multiProcessorCount, warpSize;
-  size_t sharedMemPerBlockOptin, totalGlobalMem;
-};
-const char* emuGetErrorName(emuError_t e) {
-  return e == 0 ? "emuSuccess" : e == 2 ? "emuErrorMemoryAllocation" : "emuErrorInvalidValue";
-}
-const char* emuGetErrorString(emuError_t e) { return e == 0 ? "no error" : e == 2 ? "out of memory" : "invalid value"; }
-emuError_t emuGetDeviceCount(int* n) {
-  const char* e = std::getenv("DS_EMU_DEVICES");
-  *n = e && std::atoi(e) > 0 ? 1 : 0;
-  return emuSuccess;
-}
-emuError_t emuSetDevice(int) { return emuSuccess; }
-emuError_t emuMemGetInfo(size_t* free_b, size_t* total_b) {
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  *total_b = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page;
-  *free_b = static_cast<size_t>(sysconf(_SC_AVPHYS_PAGES)) * page;
-  return emuSuccess;
-}
-emuError_t emuGetDeviceProperties(emuDeviceProp* p, int) {
-  std::snprintf(p->name, sizeof p->name, "emulated (host)");
-  p->major = p->minor = 0;
-  p->multiProcessorCount = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  p->warpSize = ds::emu::warp_size();  // the emulator's current setting (32 or 64)
-  p->sharedMemPerBlockOptin = 227 * 1024;  // an H100's opt-in maximum: emulated kernels may use any tiling
-  size_t f;
-  emuMemGetInfo(&f, &p->totalGlobalMem);
-  return emuSuccess;
-}
-emuError_t emuStreamCreateWithFlags(emuStream_t* s, unsigned) { return *s = nullptr, emuSuccess; }
-emuError_t emuStreamDestroy(emuStream_t) { return emuSuccess; }
-emuError_t emuStreamSynchronize(emuStream_t) { return emuSuccess; }
-emuError_t emuMalloc(void** p, size_t n) {
-  *p = n > (size_t{1} << 56) ? nullptr : std::aligned_alloc(256, (std::max<size_t>(n, 1) + 255) / 256 * 256);
-  return *p ? emuSuccess : emuErrorMemoryAllocation;
-}
-emuError_t emuFree(void* p) { return std::free(p), emuSuccess; }
-emuError_t emuMallocHost(void** p, size_t n) { return emuMalloc(p, n); }
-emuError_t emuFreeHost(void* p) { return emuFree(p); }
-emuError_t emuMemcpyAsync(void* d, const void* s, size_t n, emuMemcpyKind, emuStream_t) {
-  if (n && (!d || !s)) return emuErrorInvalidValue;
-  if (n) std::memmove(d, s, n);
-  return emuSuccess;
-}
-emuError_t emuMemsetAsync(void* d, int v, size_t n, emuStream_t) {
-  if (n && !d) return emuErrorInvalidValue;
-  if (n) std::memset(d, v, n);
-  return emuSuccess;
-}
-emuError_t emuEventCreate(emuEvent_t* e) { return *e = new EmuEvent(), emuSuccess; }
-emuError_t emuEventRecord(emuEvent_t e, emuStream_t) { return e->t = std::chrono::steady_clock::now(), emuSuccess; }
-emuError_t emuEventSynchronize(emuEvent_t) { return emuSuccess; }
-emuError_t emuEventElapsedTime(float* ms, emuEvent_t a, emuEvent_t b) {
-  *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
-  return emuSuccess;
-}
-emuError_t emuEventDestroy(emuEvent_t e) { return delete e, emuSuccess; }
-emuError_t emuGetLastError() { return emuSuccess; }
-}  // namespace
-using emuDeviceProp_ = emuDeviceProp;
-#endif
 
 #if defined(DS_GPU_HIP) && !defined(DS_EMU)
 using hipDeviceProp_ = hipDeviceProp_t;
@@ -145,6 +68,10 @@ std::string ptrs(const void* d, const void* s, size_t n) {
 
 struct Runtime::Impl {
   std::mutex mu;
+  bool capturing = false;
+#if defined(DS_EMU)
+  std::vector<std::function<void()>> captured;
+#endif
   std::unordered_map<void*, std::pair<std::string, size_t>> live;  // pointer -> (what, bytes)
   std::map<std::string, size_t> by_what;
   std::shared_ptr<void> blas;
@@ -337,11 +264,74 @@ void Runtime::event_destroy(void* e) {
 
 Status Runtime::check_launch(const char* op, const std::string& shapes) const {
   GPU(Error_t) e = GPU(GetLastError)();
-  if (e == GPU(Success) && impl_->sync_after_launch) e = GPU(StreamSynchronize)(static_cast<GPU(Stream_t)>(stream_));
+  if (e == GPU(Success) && impl_->sync_after_launch && !impl_->capturing) e = GPU(StreamSynchronize)(static_cast<GPU(Stream_t)>(stream_));
   if (e != GPU(Success))
     return internal_error(std::string(op) + " [" + shapes + "] on " + info_.name + ": kernel failed: " +
                           GPU(GetErrorName)(e) + " (" + GPU(GetErrorString)(e) + ")");
   return Status::ok();
 }
+
+// --- graphs ---
+// CUDA/HIP: a captured stream instantiated once. Relaxed capture mode: the backend's own rule (no
+// allocation or synchronisation between begin_capture and end_capture) is what the emulation
+// enforces in tests; the vendor does not need to police other threads.
+#if defined(DS_EMU)
+struct RuntimeGraph : Graph {
+  std::vector<std::function<void()>> ops;
+};
+#else
+struct RuntimeGraph : Graph {
+  GPU(Graph_t) graph = nullptr;
+  GPU(GraphExec_t) exec = nullptr;
+  ~RuntimeGraph() override {
+    if (exec) (void)GPU(GraphExecDestroy)(exec);
+    if (graph) (void)GPU(GraphDestroy)(graph);
+  }
+};
+#endif
+
+Status Runtime::begin_capture() {
+  if (impl_->capturing) return internal_error("begin_capture: the stream is already capturing");
+#if defined(DS_EMU)
+  impl_->captured.clear();
+  ds::emu::begin_capture(&impl_->captured);
+#else
+  DS_GPU_TRY(GPU(StreamBeginCapture)(static_cast<GPU(Stream_t)>(stream_), GPU(StreamCaptureModeRelaxed)),
+             "compute stream");
+#endif
+  impl_->capturing = true;
+  return Status::ok();
+}
+
+Result<std::unique_ptr<Graph>> Runtime::end_capture() {
+  if (!impl_->capturing) return internal_error("end_capture without begin_capture");
+  impl_->capturing = false;
+  auto g = std::make_unique<RuntimeGraph>();
+#if defined(DS_EMU)
+  ds::emu::end_capture();
+  g->ops = std::move(impl_->captured);
+  impl_->captured.clear();
+#else
+  DS_GPU_TRY(GPU(StreamEndCapture)(static_cast<GPU(Stream_t)>(stream_), &g->graph), "compute stream");
+#if defined(DS_GPU_HIP)
+  DS_GPU_TRY(hipGraphInstantiate(&g->exec, g->graph, nullptr, nullptr, 0), "captured step");
+#else
+  DS_GPU_TRY(cudaGraphInstantiate(&g->exec, g->graph, 0ULL), "captured step");
+#endif
+#endif
+  return Result<std::unique_ptr<Graph>>(std::move(g));
+}
+
+Status Runtime::launch_graph(const Graph& graph) {
+  const auto& g = static_cast<const RuntimeGraph&>(graph);
+#if defined(DS_EMU)
+  for (const auto& op : g.ops) op();
+#else
+  DS_GPU_TRY(GPU(GraphLaunch)(g.exec, static_cast<GPU(Stream_t)>(stream_)), "compute stream");
+#endif
+  return Status::ok();
+}
+
+bool Runtime::capturing() const { return impl_->capturing; }
 
 }  // namespace ds::backend::gpu

@@ -34,7 +34,13 @@ struct DeviceInfo {
 // Number of usable devices; 0 when the driver or runtime is missing (never fails).
 int device_count();
 
-using StreamHandle = void*;  // cudaStream_t / hipStream_t / nullptr under emulation
+using StreamHandle = void*;
+
+// A captured stream, replayable (Runtime::end_capture).
+class Graph {
+ public:
+  virtual ~Graph() = default;
+};  // cudaStream_t / hipStream_t / nullptr under emulation
 
 class Runtime {
  public:
@@ -67,6 +73,15 @@ class Runtime {
   Result<float> event_elapsed_ms(void* start, void* end);  // synchronises on end
   Status event_synchronize(void* e);                         // the host waits for the event (staging)
   void event_destroy(void* e);
+
+  // Stream capture: between begin_capture and end_capture nothing the stream is given runs; it is
+  // recorded into a graph (a CUDA/HIP graph, or under emulation the list of launches, copies and
+  // fills), which launch_graph runs again with the arguments it was captured with. Allocating or
+  // synchronising while capturing fails.
+  Status begin_capture();
+  Result<std::unique_ptr<Graph>> end_capture();
+  Status launch_graph(const Graph& g);
+  bool capturing() const;
 
   // After a kernel launch: the launch error (if any) with the op's description.
   Status check_launch(const char* op, const std::string& shapes) const;

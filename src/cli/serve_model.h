@@ -1,0 +1,25 @@
+// The model `serve` runs, with its cache pools sized the way vLLM sizes them. On the CPU: from
+// --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE. On a GPU: load the weights, run one profiling
+// step of the largest step the workspace allows on a small cache, then give the cache what is left of
+// --gpu-memory-utilization x the device's memory (or --kv-cache-memory-bytes), clamp max_num_seqs to
+// the GDN state slots that fit, and capture the decode graphs.
+#pragma once
+
+#include <memory>
+
+#include "deltaserve/core/status.h"
+#include "deltaserve/model/qwen35.h"
+#include "deltaserve/server/cli_args.h"
+#include "deltaserve/server/serve.h"
+
+namespace ds::cli {
+
+struct ServingModel {
+  std::unique_ptr<model::Qwen35Model> model;
+  int max_num_seqs = 0;  // after clamping to the state slots that fit
+};
+
+Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const server::ServeArgs& a,
+                                            const server::Environment& env, int64_t max_model_len);
+
+}  // namespace ds::cli
