@@ -50,6 +50,35 @@ TEST(PlanCache, ClampsMaxNumSeqsWithWarning) {
   EXPECT_FALSE(plan_cache_config(in).is_ok());
 }
 
+// vLLM's figure: utilization x total, less what this process took since the device was opened.
+TEST(DeviceCacheBudget, UtilizationLessTheModel) {
+  DeviceBudgetInput in;
+  in.total_bytes = 80LL << 30;
+  in.free_at_start = 79LL << 30;
+  in.free_after_profile = 40LL << 30;       // 39 GiB taken ...
+  in.profile_cache_bytes = 1LL << 30;       // ... of which 1 GiB is the profiling cache
+  in.utilization = 0.9;
+  auto b = device_cache_budget(in);
+  ASSERT_TRUE(b.is_ok()) << b.status().message();
+  EXPECT_EQ(b->requested_bytes, static_cast<int64_t>(0.9 * (80LL << 30)));
+  EXPECT_EQ(b->model_bytes, 38LL << 30);
+  EXPECT_EQ(b->cache_bytes, b->requested_bytes - (38LL << 30));
+  // Other processes hold more than 1 - utilization: refused at start, as vLLM does.
+  in.free_at_start = 70LL << 30;
+  auto e = device_cache_budget(in);
+  ASSERT_FALSE(e.is_ok());
+  EXPECT_NE(e.status().message().find("less than desired GPU memory utilization (0.9"), std::string::npos)
+      << e.status().message();
+  // The model alone exceeds the share.
+  in.free_at_start = 79LL << 30;
+  in.utilization = 0.4;
+  e = device_cache_budget(in);
+  ASSERT_FALSE(e.is_ok());
+  EXPECT_NE(e.status().message().find("No available memory for the cache blocks"), std::string::npos);
+  in.utilization = 0;
+  EXPECT_FALSE(device_cache_budget(in).is_ok());
+}
+
 TEST(Scheduler, ChunkedPrefillRespectsTokenBudget) {
   KvBlockPool kv(100, 16);
   StateSlotPool slots(8);

@@ -82,7 +82,7 @@ TEST(ServeArgs, UnknownFlagsWarnAndDoNotEatTheModel) {
 }
 
 TEST(ServeArgs, AcceptedFlagsAreLogged) {
-  auto a = parse_ok({"/m", "--enforce-eager", "--swap-space", "4", "--block-size", "528"});
+  auto a = parse_ok({"/m", "--enable-chunked-prefill", "--swap-space", "4", "--block-size", "528"});
   EXPECT_EQ(a.infos.size(), 3u);
   EXPECT_TRUE(a.warnings.empty());
 }
@@ -144,4 +144,54 @@ TEST(ServeArgs, MalformedInputNeverCrashes) {
     (void)parse_serve_args(sub, {});
   }
   SUCCEED();
+}
+
+// Decode graph sizes as vLLM derives its CUDA graph capture sizes.
+TEST(DecodeGraphPlan, VllmDefaultsAndOverrides) {
+  using ds::server::decode_graph_plan;
+  auto plan = [](const std::vector<std::string>& args, int max_num_seqs, int64_t max_len = 32768) {
+    auto p = decode_graph_plan(parse_ok(args), max_num_seqs, max_len);
+    EXPECT_TRUE(p.is_ok()) << p.status().message();
+    return p.is_ok() ? *p : ds::server::DecodeGraphPlan{};
+  };
+  // Default: [1, 2, 4] + 8..248 step 8 + 256..max step 16, max = min(2 x max_num_seqs, 512), then at
+  // most max_num_seqs (a decode step has no more sequences).
+  auto d = plan({"/m"}, 1024);
+  ASSERT_EQ(d.sizes.size(), 3u + 31u + 17u);
+  EXPECT_EQ(d.sizes[3], 8);
+  EXPECT_EQ(d.sizes[33], 248);
+  EXPECT_EQ(d.sizes[34], 256);
+  EXPECT_EQ(d.sizes.back(), 512);
+  EXPECT_EQ(d.max_context, 8192);
+  EXPECT_EQ(plan({"/m"}, 20).sizes, (std::vector<int>{1, 2, 4, 8, 16}));
+  EXPECT_EQ(plan({"/m", "--max-seq-len-to-capture", "16k"}, 4, 4096).max_context, 4096);
+  // Explicit lists, in every spelling.
+  EXPECT_EQ(plan({"/m", "--compilation-config", R"({"cudagraph_capture_sizes": [4, 1, 2]})"}, 64).sizes,
+            (std::vector<int>{1, 2, 4}));
+  EXPECT_EQ(plan({"/m", "-O", R"({"cudagraph_capture_sizes": [1, 3]})"}, 64).sizes, (std::vector<int>{1, 3}));
+  EXPECT_EQ(plan({"/m", "-O.cudagraph_capture_sizes=[2,6]"}, 64).sizes, (std::vector<int>{2, 6}));
+  EXPECT_EQ(plan({"/m", "--cuda-graph-sizes", "1", "5", "9"}, 64).sizes, (std::vector<int>{1, 5, 9}));
+  EXPECT_EQ(plan({"/m", "--cuda-graph-sizes", "16"}, 64).sizes, (std::vector<int>{1, 2, 4, 8, 16}));
+  EXPECT_EQ(plan({"/m", "--max-cudagraph-capture-size", "8"}, 64).sizes, (std::vector<int>{1, 2, 4, 8}));
+  EXPECT_EQ(plan({"/m", "--compilation-config.max_cudagraph_capture_size", "2"}, 64).sizes,
+            (std::vector<int>{1, 2}));
+  // Off.
+  for (const auto& off : std::vector<std::vector<std::string>>{{"/m", "--enforce-eager"},
+                                                               {"/m", "-O0"},
+                                                               {"/m", "-O", "0"},
+                                                               {"/m", "-O.cudagraph_mode=NONE"},
+                                                               {"/m", "--compilation-config", R"({"cudagraph_mode": "none"})"}}) {
+    auto p = plan(off, 64);
+    EXPECT_TRUE(p.sizes.empty()) << off[1];
+    EXPECT_FALSE(p.reason_none.empty()) << off[1];
+  }
+  EXPECT_FALSE(plan({"/m", "-O3"}, 64).sizes.empty());
+  // Bad values are errors that name the key.
+  auto bad = decode_graph_plan(parse_ok({"/m", "-O", R"({"cudagraph_capture_sizes": [0]})"}), 64, 4096);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("cudagraph_capture_sizes"), std::string::npos);
+  bad = decode_graph_plan(parse_ok({"/m", "-O.cudagraph_mode=SOMETIMES"}), 64, 4096);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("cudagraph_mode"), std::string::npos);
+  EXPECT_NE(parse_err({"/m", "--compilation-config", "[1, 2]"}).find("compilation-config"), std::string::npos);
 }
