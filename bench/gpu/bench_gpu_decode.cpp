@@ -9,8 +9,10 @@
 // conv states read and written. Prints a table; asserts nothing about speed.
 //
 //   bench_gpu_decode MODEL [--dtype bfloat16|float16] [--batches 1,8,64] [--decode N] [--prompt-len N]
-//                    [--prefill-len N] [--max-num-batched-tokens N] [--chunked-gdn] [--quick]
+//                    [--prefill-len N] [--max-num-batched-tokens N] [--chunked-gdn] [--enforce-eager] [--quick]
 //
+// Decode steps replay captured graphs, one per batch size, as `serve` runs them (--enforce-eager:
+// every step eager).
 // MODEL: a checkpoint directory (e.g. from bench/make_synthetic_qwen35.py --preset 35b-a3b-int4).
 // --quick: batches 1 and 2, 2 decode steps, short prompts, a small bandwidth probe: a smoke run
 // under emulation (timings meaningless).
@@ -38,7 +40,7 @@ struct Options {
   std::string model, dtype = "bfloat16";
   std::vector<int> batches = {1, 8, 64};
   int64_t decode = 64, prompt_len = 128, prefill_len = 4096, chunk = 2048;
-  bool chunked_gdn = false, quick = false;
+  bool chunked_gdn = false, quick = false, eager = false;
 };
 
 [[noreturn]] void fail(const std::string& what, const Status& s) {
@@ -188,10 +190,11 @@ int main(int argc, char** argv) {
     else if (a == "--max-num-batched-tokens" && val) o.chunk = std::max(1LL, std::atoll(argv[++i]));
     else if (a == "--chunked-gdn") o.chunked_gdn = true;
     else if (a == "--quick") o.quick = true;
+    else if (a == "--enforce-eager") o.eager = true;
     else if (a[0] != '-' && o.model.empty()) o.model = a;
     else {
       std::fprintf(stderr, "usage: bench_gpu_decode MODEL [--dtype bfloat16|float16] [--batches 1,8,64] [--decode N]\n"
-                           "         [--prompt-len N] [--prefill-len N] [--max-num-batched-tokens N] [--chunked-gdn] [--quick]\n");
+                           "         [--prompt-len N] [--prefill-len N] [--max-num-batched-tokens N] [--chunked-gdn] [--enforce-eager] [--quick]\n");
       return 2;
     }
   }
@@ -228,9 +231,13 @@ int main(int argc, char** argv) {
   mo.max_step_seqs = max_b;
   mo.max_model_len = std::max(decode_len, o.prefill_len + 1);
   mo.chunked_gdn_prefill = o.chunked_gdn;
+  if (!o.eager) mo.graph_batch_sizes = o.batches;
   auto model = must(model::Qwen35Model::create(desc, be, dist::single_rank(), mo), "create the model");
   gpu.synchronize();
   const double load_s = load.seconds();
+  Timer capture;
+  const int graphs = must(model->capture_graphs(), "capture the decode graphs");
+  const double capture_s = capture.seconds();
   const model::ModelConfig& c = model->config();
 
   // A step's weight bytes at batch B: everything but the routed experts once, plus the expected
@@ -248,6 +255,9 @@ int main(int argc, char** argv) {
               c.is_moe ? ("MoE " + std::to_string(c.num_experts) + " experts top-" + std::to_string(c.num_experts_per_tok)).c_str()
                        : "dense",
               load_s, w_tok / 1e6);
+  std::printf("decode steps: %s\n", graphs > 0 ? ("graphs for " + std::to_string(graphs) + " batch sizes, captured in " +
+                                                   std::to_string(capture_s) + " s").c_str()
+                                                : "eager (--enforce-eager)");
   std::printf("%-7s %6s %7s %10s %9s %8s %9s %10s %7s\n", "decode", "batch", "steps", "tok/s", "ms/step",
               "experts", "MB/step", "roof tok/s", "% roof");
   Bench bench(*model, o);
