@@ -58,6 +58,7 @@ ds::Result<ds::server::ServedModel> load_real_model(const ds::server::ServeArgs&
   ds::Timer t;
   DS_ASSIGN_OR_RETURN(ds::cli::ServingModel sm, ds::cli::load_model_for_serving(*desc_ptr, a, env, max_len));
   served.max_num_seqs = sm.max_num_seqs;
+  served.max_num_batched_tokens = sm.max_num_batched_tokens;
   std::unique_ptr<ds::model::Qwen35Model> m = std::move(sm.model);
   DS_INFO << "Loaded " << desc_ptr->path << " (" << mc.model_type << ", " << mc.num_layers << " layers, quant "
           << desc_ptr->quant_method << ") on " << m->backend_name() << " in " << t.seconds() << " s";

@@ -45,14 +45,22 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
   const int block_size = a.block_size > 0 ? a.block_size : 16;
   DS_ASSIGN_OR_RETURN(std::shared_ptr<backend::Backend> be, create_backend(desc, a.device, a.dtype));
   const std::optional<backend::DeviceMemory> at_start = be->device_memory();
+  ServingModel out;
+  out.max_num_seqs = a.max_num_seqs;
+  out.max_num_batched_tokens = a.max_num_batched_tokens;
+  if (at_start && at_start->total_bytes >= (size_t{70} << 30) && be->name().find("A100") == std::string::npos) {
+    if (!a.non_default.count("max_num_seqs")) out.max_num_seqs = 1024;
+    if (!a.non_default.count("max_num_batched_tokens")) out.max_num_batched_tokens = 8192;
+    DS_INFO << "max_num_seqs " << out.max_num_seqs << ", max_num_batched_tokens " << out.max_num_batched_tokens
+            << " (vLLM's defaults on a GPU of 70 GiB or more, where not given)";
+  }
   engine::CachePlanInput in = cache_geometry(mc, block_size, dtype_size(be->kv_cache_dtype()));
-  in.max_num_seqs = a.max_num_seqs;
+  in.max_num_seqs = out.max_num_seqs;
   in.max_model_len = max_model_len;
   model::ModelOptions mo;
-  mo.max_step_tokens = a.max_num_batched_tokens;
-  mo.max_step_seqs = a.max_num_seqs;
+  mo.max_step_tokens = out.max_num_batched_tokens;
+  mo.max_step_seqs = out.max_num_seqs;
   mo.max_model_len = max_model_len;
-  ServingModel out;
 
   if (!at_start) {  // a host backend: the budget is a flag
     in.budget_bytes = server::cache_budget_bytes(a, env);
@@ -66,11 +74,11 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
   }
 
   DS_ASSIGN_OR_RETURN(server::DecodeGraphPlan graphs,
-                      server::decode_graph_plan(a, a.max_num_seqs, max_model_len));
+                      server::decode_graph_plan(a, out.max_num_seqs, max_model_len));
   mo.graph_batch_sizes = graphs.sizes;
   mo.graph_max_context = graphs.max_context;
   // A cache for the profiling step only: one sequence of the largest step.
-  const int64_t profile_tokens = std::min<int64_t>(a.max_num_batched_tokens, max_model_len);
+  const int64_t profile_tokens = std::min<int64_t>(out.max_num_batched_tokens, max_model_len);
   mo.cache.block_size = block_size;
   mo.cache.num_kv_blocks = static_cast<int>((profile_tokens + block_size - 1) / block_size);
   mo.cache.num_state_slots = 1;

@@ -2,7 +2,9 @@
 // --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE. On a GPU: load the weights, run one profiling
 // step of the largest step the workspace allows on a small cache, then give the cache what is left of
 // --gpu-memory-utilization x the device's memory (or --kv-cache-memory-bytes), clamp max_num_seqs to
-// the GDN state slots that fit, and capture the decode graphs.
+// the GDN state slots that fit, and capture the decode graphs. On a GPU of 70 GiB or more other than
+// an A100, --max-num-seqs and --max-num-batched-tokens default to 1024 and 8192 (vLLM's
+// get_batch_defaults) when not given.
 #pragma once
 
 #include <memory>
@@ -17,6 +19,7 @@ namespace ds::cli {
 struct ServingModel {
   std::unique_ptr<model::Qwen35Model> model;
   int max_num_seqs = 0;  // after clamping to the state slots that fit
+  int64_t max_num_batched_tokens = 0;
 };
 
 Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const server::ServeArgs& a,

@@ -92,3 +92,20 @@ def test_enforce_eager_and_compilation_config(tmp_path):
             assert line in s.read_log(), s.read_log()
         finally:
             s.stop()
+
+
+def test_large_gpu_raises_vllm_batch_defaults(tmp_path):
+    """vLLM's get_batch_defaults: on a GPU of 70 GiB or more, max_num_seqs 1024 and
+    max_num_batched_tokens 8192 unless given. The emulated device claims 80 GiB (only the cache
+    flag's 64 MiB and the tiny model are really allocated)."""
+    need_binaries()
+    args = [MODEL, "--tokenizer", TOKENIZER, "--device", "cuda", "--max-model-len", "256", "--kv-cache-memory-bytes", "64M"]
+    for extra, line in (([], "max_num_seqs 1024, max_num_batched_tokens 8192"),
+                        (["--max-num-seqs", "8"], "max_num_seqs 8, max_num_batched_tokens 8192")):
+        log = str(tmp_path / "s.log")
+        s = ServerProcess(args + extra, env={**ENV, "DS_EMU_DEVICE_MEMORY": "80G"}, log_path=log, binary=EMU)
+        try:
+            s.wait_ready(timeout=120)
+            assert line in s.read_log(), s.read_log()
+        finally:
+            s.stop()

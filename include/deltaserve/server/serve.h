@@ -26,6 +26,7 @@ struct ServedModel {
   std::string model_dir;               // generation_config.json and the chat template are read here
   std::vector<int32_t> eos_token_ids;  // empty: generation_config.json's, else <|im_end|> / <|endoftext|>
   int max_num_seqs = 0;                // after the cache plan
+  int64_t max_num_batched_tokens = 0;  // 0: the flag's (a GPU may raise vLLM's default)
 };
 
 // Builds the model from the parsed flags; may set server->max_model_len. Called with SIGINT and
