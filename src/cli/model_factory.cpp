@@ -44,7 +44,8 @@ Result<std::shared_ptr<backend::Backend>> create_backend(const model::ModelDesc&
   if (!choice.log_line.empty()) {
     DS_INFO << choice.log_line;
   }
-  if (choice.kind == model::DeviceKind::kCpu) return std::shared_ptr<backend::Backend>(std::make_shared<backend::CpuBackend>());
+  if (choice.kind == model::DeviceKind::kCpu)
+    return std::shared_ptr<backend::Backend>(std::make_shared<backend::CpuBackend>());
 #if defined(DS_HAVE_GPU)
   backend::gpu::GpuOptions go;
   DS_ASSIGN_OR_RETURN(go.activation_dtype, activation_dtype(dtype, desc.config.torch_dtype));

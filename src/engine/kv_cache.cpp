@@ -109,7 +109,8 @@ std::string num(double v) {
 Result<DeviceBudget> device_cache_budget(const DeviceBudgetInput& in) {
   if (in.total_bytes <= 0 || in.free_at_start < 0 || in.free_after_profile < 0 || in.profile_cache_bytes < 0)
     return invalid_argument("device memory readings must be positive");
-  if (!(in.utilization > 0 && in.utilization <= 1)) return invalid_argument("--gpu-memory-utilization must be in (0, 1]");
+  if (!(in.utilization > 0 && in.utilization <= 1))
+    return invalid_argument("--gpu-memory-utilization must be in (0, 1]");
   DeviceBudget b;
   b.requested_bytes = static_cast<int64_t>(in.utilization * static_cast<double>(in.total_bytes));
   if (in.free_at_start < b.requested_bytes)

@@ -220,7 +220,8 @@ Status Qwen35Model::allocate_cache(const CacheConfig& cache) {
   if (cache.block_size != opt_.cache.block_size || cache.num_kv_blocks < 0 || cache.num_state_slots < 0)
     return invalid_argument("bad cache configuration (the block size is fixed at create)");
   if (opt_.max_model_len <= 0 && cache.num_kv_blocks > opt_.cache.num_kv_blocks)
-    return invalid_argument("a larger KV pool needs max_model_len (the block tables were sized for the old pool)");
+    return invalid_argument(
+        "a larger KV pool needs max_model_len (the block tables were sized for the old pool)");
   graphs_.clear();
   graphs_.resize(graph_sizes_.size());
   opt_.cache = cache;
@@ -334,7 +335,8 @@ Result<std::unique_ptr<Qwen35Model>> Qwen35Model::create(const ModelDesc& desc, 
       if (b >= 1 && b <= cap) m->graph_sizes_.push_back(b);
     std::sort(m->graph_sizes_.begin(), m->graph_sizes_.end());
     m->graph_sizes_.erase(std::unique(m->graph_sizes_.begin(), m->graph_sizes_.end()), m->graph_sizes_.end());
-    const int64_t whole = options.max_model_len > 0 ? options.max_model_len : int64_t{cache.num_kv_blocks} * cache.block_size;
+    const int64_t whole =
+        options.max_model_len > 0 ? options.max_model_len : int64_t{cache.num_kv_blocks} * cache.block_size;
     m->graph_context_ = options.graph_max_context > 0 ? std::min(options.graph_max_context, whole) : whole;
     if (m->graph_context_ <= 0) m->graph_sizes_.clear();
   }
@@ -451,7 +453,8 @@ Result<StepOutput> Qwen35Model::forward(const StepPlan& plan) {
   if (const int B = graph_size_for(plan); B > 0) {
     pad_meta(B);
     DS_RETURN_IF_ERROR(be_->plan(meta_));
-    const size_t g = static_cast<size_t>(std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), B) - graph_sizes_.begin());
+    const auto g = static_cast<size_t>(std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), B) -
+                                       graph_sizes_.begin());
     if (!graphs_[g]) DS_RETURN_IF_ERROR(capture_graph(B));
     DS_RETURN_IF_ERROR(be_->replay(*graphs_[g]));
     ++graph_steps_;

@@ -204,7 +204,8 @@ int serve_main(const std::vector<std::string>& argv, const ModelFactory& make_mo
 
   engine::EngineConfig ec;
   ec.max_num_seqs = served.max_num_seqs;
-  ec.max_num_batched_tokens = served.max_num_batched_tokens > 0 ? served.max_num_batched_tokens : a.max_num_batched_tokens;
+  ec.max_num_batched_tokens =
+      served.max_num_batched_tokens > 0 ? served.max_num_batched_tokens : a.max_num_batched_tokens;
   ec.max_model_len = sc.max_model_len;
   ec.seed = a.seed;
   engine::Engine engine(served.model.get(), codec, ec);

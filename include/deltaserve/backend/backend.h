@@ -209,7 +209,9 @@ class Backend {
   // allocate nor synchronise.
   virtual bool supports_graphs() const { return false; }
   virtual Status begin_capture() { return unsupported(name() + " does not capture steps"); }
-  virtual Result<std::unique_ptr<StepGraph>> end_capture() { return unsupported(name() + " does not capture steps"); }
+  virtual Result<std::unique_ptr<StepGraph>> end_capture() {
+    return unsupported(name() + " does not capture steps");
+  }
   virtual Status replay(const StepGraph& graph) {
     (void)graph;
     return unsupported(name() + " does not capture steps");

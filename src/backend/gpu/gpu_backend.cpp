@@ -261,8 +261,8 @@ Status GpuBackend::plan(const StepMeta& m) {
   }
   if (m.context_bound > 0) {
     if (d.max_context > m.context_bound)
-      return invalid_argument("a sequence's context (" + std::to_string(d.max_context) + ") exceeds the step's bound (" +
-                              std::to_string(m.context_bound) + ")");
+      return invalid_argument("a sequence's context (" + std::to_string(d.max_context) +
+                              ") exceeds the step's bound (" + std::to_string(m.context_bound) + ")");
     d.max_context = m.context_bound;
   }
   // One tight host image of every array, one upload.

@@ -1,6 +1,6 @@
 // The device runtime over CUDA, HIP or the CPU emulation. One source: GPU(x) names the vendor's call
-// (cudaMalloc / hipMalloc / emuMalloc); the emulation is a small shim (runtime_emu.h) with the same names over
-// host memory, so every path through the checks and the allocation tally is shared.
+// (cudaMalloc / hipMalloc / emuMalloc); the emulation is a small shim (runtime_emu.h) with the same
+// names over host memory, so every path through the checks and the allocation tally is shared.
 #include "src/backend/gpu/runtime.h"
 
 #include <unistd.h>
@@ -264,7 +264,8 @@ void Runtime::event_destroy(void* e) {
 
 Status Runtime::check_launch(const char* op, const std::string& shapes) const {
   GPU(Error_t) e = GPU(GetLastError)();
-  if (e == GPU(Success) && impl_->sync_after_launch && !impl_->capturing) e = GPU(StreamSynchronize)(static_cast<GPU(Stream_t)>(stream_));
+  if (e == GPU(Success) && impl_->sync_after_launch && !impl_->capturing)
+    e = GPU(StreamSynchronize)(static_cast<GPU(Stream_t)>(stream_));
   if (e != GPU(Success))
     return internal_error(std::string(op) + " [" + shapes + "] on " + info_.name + ": kernel failed: " +
                           GPU(GetErrorName)(e) + " (" + GPU(GetErrorString)(e) + ")");
