@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The device check (DESIGN.md §4.6): one command for a GPU machine, under 8 minutes. Builds the GPU
-# backend for the GPU it finds (CUDA: that card's sm only; ROCm: its gfx) without the server's
-# dependencies (DS_KERNELS_ONLY), runs the selftest (every op against the CPU backend in fp32,
-# bf16 and fp16 activations) and bench_gpu_ops (each op's bytes/s against a read kernel), then
-# bench_gpu_gemm with bf16 and fp16 activations (the 4-bit GEMM and MoE experts against the dense
-# GEMM and the read kernel). Last, bench/make_synthetic_qwen35.py writes a Qwen3.5-35B-A3B-shaped
-# GPTQ int4 checkpoint (random weights) of DS_BENCH_LAYERS layers (default 8 of the real 40: about
-# 6.5 GB, a minute to write and load) into build-device/, and bench_gpu_decode runs it with bf16
-# activations (decode tokens/s at batch 1, 8, 64 and prefill, against the bytes roofline); its
-# table is printed last. Exit status: non-zero when a selftest case fails or bench_gpu_gemm or
-# bench_gpu_decode does not finish. The arguments go to bench_gpu_ops only.
-#   [DS_BENCH_LAYERS=N] tools/device_check.sh [--only OP] [--repeats N]
+# The device check (DESIGN.md §4.6): one command for a GPU machine, about 9 minutes (fewer with
+# DS_BENCH_LAYERS=4). Builds the GPU backend for the GPU it finds (CUDA: that card's sm only; ROCm:
+# its gfx) without the server's dependencies (DS_KERNELS_ONLY), then runs, in order:
+#  1. the selftest (every op against the CPU backend in fp32, bf16 and fp16 activations) and
+#     bench_gpu_ops (each op's bytes/s against a read kernel);
+#  2. bench_gpu_gemm with bf16 and fp16 activations (the 4-bit GEMM and MoE experts against the
+#     dense GEMM and the read kernel);
+#  3. gpu_fidelity: every fixture in bf16 and fp16 against the CPU runtime (max |dlogit|, greedy
+#     continuations, batching and chunking invariance, WikiText-2 perplexity);
+#  4. bench/make_synthetic_qwen35.py writes a Qwen3.5-35B-A3B-shaped GPTQ int4 checkpoint (random
+#     weights) of DS_BENCH_LAYERS layers (default 8 of the real 40: about 6.5 GB, a minute to write
+#     and load) into build-device/, and bench_gpu_decode runs it with bf16 activations (decode
+#     tokens/s at batch 1, 8, 64 on captured graphs and prefill, against the bytes roofline);
+#  5. with DS_SERVE_BINARY (a deltaserve built elsewhere for this GPU, its libraries on
+#     LD_LIBRARY_PATH, build/tokenizers carried with it), tools/serve_bench.sh serves that checkpoint
+#     and prints vllm bench serve's figures at concurrency 1, 8, 64.
+# Exit status: non-zero when a selftest case or a fidelity row fails or a bench does not finish.
+# The arguments go to bench_gpu_ops only.
+#   [DS_BENCH_LAYERS=N] [DS_SERVE_BINARY=PATH] tools/device_check.sh [--only OP] [--repeats N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=("$@")
@@ -47,6 +54,8 @@ cmake --build build-device --target "bench_gpu_gemm_$gpu" -j "$jobs" >>"$out/bui
 for dtype in bfloat16 float16; do
   build-device/bench_gpu_gemm --dtype "$dtype" 2>&1 | tee "$out/bench_gemm_$dtype.txt" || status=$?
 done
+cmake --build build-device --target "gpu_fidelity_$gpu" -j "$jobs" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+build-device/gpu_fidelity 2>&1 | tee "$out/fidelity.txt" || status=$?
 cmake --build build-device --target "bench_gpu_decode_$gpu" -j "$jobs" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 layers=${DS_BENCH_LAYERS:-8}
 model=build-device/synthetic-35b-a3b-int4-L$layers
@@ -55,4 +64,9 @@ start=$(date +%s)
   python3 bench/make_synthetic_qwen35.py "$model" --preset 35b-a3b-int4 --layers "$layers" || exit 1
 echo "device_check: synthetic checkpoint in $(( $(date +%s) - start )) s"
 build-device/bench_gpu_decode "$model" --dtype bfloat16 2>&1 | tee "$out/bench_decode.txt" || status=$?
+if [ -n "${DS_SERVE_BINARY:-}" ]; then
+  # A deltaserve built elsewhere for this GPU (the server's dependencies are not on this machine):
+  # vllm bench serve's figures at concurrency 1, 8, 64 on the same synthetic checkpoint.
+  tools/serve_bench.sh "$model" --max-model-len 4096 2>&1 | tee "$out/bench_serve.txt" || status=$?
+fi
 exit $status

@@ -19,36 +19,13 @@
 #include "kernels/emu/emu.h"
 #include "src/backend/gpu/gpu_backend.h"
 #include "tests/runtime/fixture_list.h"
+#include "tests/runtime/margin_probe.h"
 
 namespace ds {
 namespace {
 
 using test::fixtures_dir;
-
-// The CPU backend, recording each position's smallest router margin (k-th minus (k+1)-th logit)
-// over the MoE layers.
-class MarginProbe : public backend::CpuBackend {
- public:
-  std::vector<float> margin;  // per position of the current prompt
-  Status plan(const backend::StepMeta& m) override {
-    offset_ = m.start_pos.empty() ? 0 : m.start_pos[0];
-    if (offset_ == 0) margin.clear();
-    return CpuBackend::plan(m);
-  }
-  void moe_route(backend::Act logits, int top_k, bool renormalize, int32_t* ids, backend::Act w) override {
-    CpuBackend::moe_route(logits, top_k, renormalize, ids, w);
-    for (int64_t r = 0; r < logits.rows; ++r) {
-      std::vector<float> v(logits.as<float>() + r * logits.ld, logits.as<float>() + r * logits.ld + logits.cols);
-      std::sort(v.rbegin(), v.rend());
-      const size_t pos = static_cast<size_t>(offset_ + r);
-      if (margin.size() <= pos) margin.resize(pos + 1, INFINITY);
-      margin[pos] = std::min(margin[pos], v[static_cast<size_t>(top_k) - 1] - v[static_cast<size_t>(top_k)]);
-    }
-  }
-
- private:
-  int64_t offset_ = 0;
-};
+using test::MarginProbe;
 
 struct ModelRun {
   std::vector<std::vector<float>> logits;  // per prompt, [len][V]
