@@ -140,6 +140,7 @@ int run(const std::vector<std::string>& args) {
   opt.cache = ds::engine::runner_cache_config(static_cast<int64_t>(ids.size()) + n + 1);
   opt.max_step_tokens = std::max<int64_t>(1, std::min<int64_t>(chunk, static_cast<int64_t>(ids.size())));
   opt.max_step_seqs = 1;
+  opt.graph_batch_sizes = {1};  // on a GPU, decode steps replay one captured graph (as serve runs them)
   ds::Timer load_timer;
   std::optional<ds::cli::LoadingLine> loading(std::in_place, desc->path);
   auto model = ds::cli::create_model_for_device(*desc, opt, device);
