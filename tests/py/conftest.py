@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import json
 import time
 import urllib.request
 
@@ -104,3 +105,21 @@ def server_factory(tmp_path):
     yield start
     for s in started:
         s.stop()
+
+
+def complete_ids(server, ids, n, timeout=120):
+    """Greedy completion of a token-id prompt: the n generated token ids (ignore_eos)."""
+    body = {"prompt": ids, "max_tokens": n, "temperature": 0, "ignore_eos": True, "return_token_ids": True}
+    req = urllib.request.Request(server.base_url + "/v1/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())["choices"][0]["token_ids"]
+
+
+def offline_greedy(model, ids, n, extra=()):
+    """The same n tokens from the offline runner (`deltaserve generate`), the independent reference."""
+    out = subprocess.run([BINARY, "generate", model, *extra, "--prompt-ids", ",".join(map(str, ids)), "-n", str(n),
+                          "--ignore-eos"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("ids:")][-1]
+    return [int(x) for x in line.split()[1:]]

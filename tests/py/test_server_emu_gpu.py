@@ -5,14 +5,12 @@ concurrent requests (continuous batching, steps padded to the captured sizes) eq
 runtime's offline runner. fp32 activations: the GPU kernels agree with the CPU backend to ~1e-6, so
 greedy tokens must be identical. Emulation runs kernels ~1000x slower than a GPU: tiny fixture."""
 import concurrent.futures
-import json
 import os
 import subprocess
-import urllib.request
 
 import pytest
 
-from conftest import BINARY, BUILD_DIR, REPO, ServerProcess, built_tokenizer
+from conftest import BINARY, BUILD_DIR, REPO, ServerProcess, built_tokenizer, complete_ids, offline_greedy
 
 EMU = os.path.join(BUILD_DIR, "deltaserve_emu")
 MODEL = os.path.join(REPO, "tests", "fixtures", "models", "moe-bf16")
@@ -40,19 +38,11 @@ def server(tmp_path_factory):
 
 
 def complete(server, ids, n):
-    body = {"prompt": ids, "max_tokens": n, "temperature": 0, "ignore_eos": True, "return_token_ids": True}
-    req = urllib.request.Request(server.base_url + "/v1/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=300) as r:
-        return json.loads(r.read())["choices"][0]["token_ids"]
+    return complete_ids(server, ids, n, timeout=300)
 
 
 def offline(ids, n):
-    out = subprocess.run([BINARY, "generate", MODEL, "--device", "cpu", "--prompt-ids", ",".join(map(str, ids)),
-                          "-n", str(n), "--ignore-eos"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("ids:")][-1]
-    return [int(x) for x in line.split()[1:]]
+    return offline_greedy(MODEL, ids, n, extra=("--device", "cpu"))
 
 
 PROMPTS = [[1, 2, 3, 4, 5], list(range(100, 140)), [300, 301, 7, 9, 11, 13]]

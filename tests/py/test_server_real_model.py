@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BINARY, ServerProcess
+from conftest import BINARY, ServerProcess, complete_ids, offline_greedy
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 MODEL = os.path.join(ROOT, "tests", "fixtures", "models", "moe-gptq-int4")
@@ -39,19 +39,11 @@ def server(tmp_path_factory):
 
 
 def complete(server, ids, n):
-    body = {"prompt": ids, "max_tokens": n, "temperature": 0, "ignore_eos": True, "return_token_ids": True}
-    req = urllib.request.Request(server.base_url + "/v1/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        return json.loads(r.read())["choices"][0]["token_ids"]
+    return complete_ids(server, ids, n)
 
 
 def offline(ids, n):
-    out = subprocess.run([BINARY, "generate", MODEL, "--prompt-ids", ",".join(map(str, ids)), "-n", str(n),
-                          "--ignore-eos"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("ids:")][-1]
-    return [int(x) for x in line.split()[1:]]
+    return offline_greedy(MODEL, ids, n)
 
 
 PROMPTS = [[1, 2, 3, 4, 5], list(range(100, 140)), [248045, 846, 198, 9707, 11, 1879]]
