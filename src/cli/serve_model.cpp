@@ -127,7 +127,8 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
   } else {
     Timer tc;
     DS_ASSIGN_OR_RETURN(int n, out.model->capture_graphs());
-    DS_INFO << "Captured decode graphs for " << n << " batch sizes (1.." << out.model->graph_sizes().back()
+    DS_INFO << "Captured decode graphs for " << n << " batch sizes (" << out.model->graph_sizes().front() << ".."
+            << out.model->graph_sizes().back()
             << ", contexts up to " << graphs.max_context << " tokens) in " << tc.seconds() << " s";
   }
   return out;
