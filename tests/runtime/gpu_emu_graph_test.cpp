@@ -200,6 +200,8 @@ TEST(GpuEmuGraph, CaptureRefusesAllocationAndSynchronisation) {
   Status s = (*rt)->synchronize();
   EXPECT_FALSE(s.is_ok());
   EXPECT_NE(s.message().find("capturing"), std::string::npos) << s.message();
+  int host[4] = {0, 0, 0, 0};
+  EXPECT_FALSE((*rt)->copy_d2h(host, host, sizeof host).is_ok());  // results leave after the graph
   auto buf = std::vector<int>(4, 0);
   int src[4] = {1, 2, 3, 4};
   ASSERT_TRUE((*rt)->copy_h2d(buf.data(), src, sizeof src).is_ok());

@@ -76,8 +76,8 @@ class Runtime {
 
   // Stream capture: between begin_capture and end_capture nothing the stream is given runs; it is
   // recorded into a graph (a CUDA/HIP graph, or under emulation the list of launches, copies and
-  // fills), which launch_graph runs again with the arguments it was captured with. Allocating or
-  // synchronising while capturing fails.
+  // fills), which launch_graph runs again with the arguments it was captured with. Nothing may
+  // allocate, synchronise or copy to the host while capturing (the emulation refuses each).
   Status begin_capture();
   Result<std::unique_ptr<Graph>> end_capture();
   Status launch_graph(const Graph& g);

@@ -6,7 +6,7 @@
 // it fail and emuMemGetInfo reports that size less what is allocated, as a GPU would (memory planning
 // is tested this way); unset, it reports the host's memory. Under stream capture (kernels/emu/emu.h)
 // copies and fills are recorded with the launches, and what a capturing stream must not do
-// (synchronise, allocate) fails as CUDA's global capture mode makes it fail.
+// (synchronise, allocate, copy to the host) fails as CUDA's global capture mode makes it fail.
 #pragma once
 
 #include <unistd.h>
@@ -162,8 +162,11 @@ emuError_t emuMallocHost(void** p, size_t n) {
 emuError_t emuFreeHost(void* p) {
   return std::free(p), emuSuccess;
 }
-emuError_t emuMemcpyAsync(void* d, const void* s, size_t n, emuMemcpyKind, emuStream_t) {
+emuError_t emuMemcpyAsync(void* d, const void* s, size_t n, emuMemcpyKind kind, emuStream_t) {
   if (n && (!d || !s)) return emuErrorInvalidValue;
+  // A step's results reach the host after its graph, never from inside one (CUDA refuses copies
+  // to pageable host memory while capturing).
+  if (kind == emuMemcpyDeviceToHost && ds::emu::capturing()) return emuErrorStreamCaptureUnsupported;
   if (n) ds::emu::record_or_run([d, s, n] { std::memmove(d, s, n); });
   return emuSuccess;
 }
