@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "bench/gpu/bandwidth_probe.h"
+#include "bench/gpu/bench_util.h"
 #include "deltaserve/core/timer.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
@@ -43,15 +44,8 @@ struct Options {
   bool chunked_gdn = false, quick = false, eager = false;
 };
 
-[[noreturn]] void fail(const std::string& what, const Status& s) {
-  std::fprintf(stderr, "bench_gpu_decode: %s: %s\n", what.c_str(), s.message().c_str());
-  std::exit(1);
-}
-template <typename T>
-T must(Result<T> r, const std::string& what) {
-  if (!r.is_ok()) fail(what, r.status());
-  return std::move(r).value();
-}
+using bench::fail;
+using bench::must;
 
 int64_t blocks_for(int64_t tokens, int block_size) { return (tokens + block_size - 1) / block_size; }
 

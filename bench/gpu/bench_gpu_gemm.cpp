@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench/gpu/bandwidth_probe.h"
+#include "bench/gpu/bench_util.h"
 #include "src/backend/gpu/gpu_backend.h"
 
 using namespace ds;
@@ -68,15 +69,8 @@ struct Options {
   }
 };
 
-[[noreturn]] void fail(const std::string& what, const Status& s) {
-  std::fprintf(stderr, "bench_gpu_gemm: %s: %s\n", what.c_str(), s.message().c_str());
-  std::exit(1);
-}
-template <typename T>
-T must(Result<T> r, const std::string& what) {
-  if (!r.is_ok()) fail(what, r.status());
-  return std::move(r).value();
-}
+using bench::fail;
+using bench::must;
 
 // Values do not change the timings, only their count: a cheap generator suffices.
 struct Lcg {

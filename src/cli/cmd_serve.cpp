@@ -1,7 +1,6 @@
 // `deltaserve serve MODEL [flags]`: the `vllm serve` drop-in. The serve code (vLLM's flags, the
 // engine thread, the HTTP server, clean shutdown on SIGINT / SIGTERM) is ds::server::serve_main;
 // this file gives it the model: the checkpoint, its tokenizer and the runtime (serve_model.cpp).
-#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,7 +8,6 @@
 #include "deltaserve/core/cli.h"
 #include "deltaserve/core/log.h"
 #include "deltaserve/core/timer.h"
-#include "deltaserve/engine/kv_cache.h"
 #include "deltaserve/model/loader.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/server/serve.h"

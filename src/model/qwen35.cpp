@@ -450,12 +450,11 @@ Result<StepOutput> Qwen35Model::forward(const StepPlan& plan) {
     return invalid_argument("step of " + std::to_string(T) + " tokens exceeds the workspace planned for " +
                             std::to_string(ws_->max_tokens) + " (max_num_batched_tokens)");
   StepOutput so;
-  if (const int B = graph_size_for(plan); B > 0) {
-    pad_meta(B);
+  if (const int gi = graph_for(plan); gi >= 0) {
+    const auto g = static_cast<size_t>(gi);
+    pad_meta(graph_sizes_[g]);
     DS_RETURN_IF_ERROR(be_->plan(meta_));
-    const auto g = static_cast<size_t>(std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), B) -
-                                       graph_sizes_.begin());
-    if (!graphs_[g]) DS_RETURN_IF_ERROR(capture_graph(B));
+    if (!graphs_[g]) DS_RETURN_IF_ERROR(capture_graph(g));
     DS_RETURN_IF_ERROR(be_->replay(*graphs_[g]));
     ++graph_steps_;
     DS_RETURN_IF_ERROR(logits_pass(plan, true, &so));

@@ -13,14 +13,14 @@
 
 namespace ds::model {
 
-int Qwen35Model::graph_size_for(const StepPlan& plan) const {
-  if (graph_sizes_.empty() || plan.seqs.empty()) return 0;
+int Qwen35Model::graph_for(const StepPlan& plan) const {
+  if (graph_sizes_.empty() || plan.seqs.empty()) return -1;
   const int S = static_cast<int>(plan.seqs.size());
-  if (S > graph_sizes_.back()) return 0;
+  if (S > graph_sizes_.back()) return -1;
   for (const SeqStep& s : plan.seqs)
     if (s.token_ids.size() != 1 || s.start_pos == 0 || s.start_pos + 1 > graph_context_ || s.all_logits)
-      return 0;
-  return *std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), S);
+      return -1;
+  return static_cast<int>(std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), S) - graph_sizes_.begin());
 }
 
 // meta_ (a decode step of S <= B sequences, built by build_meta) padded to B sequences with the
@@ -54,10 +54,9 @@ void Qwen35Model::pad_meta(int B) {
   m.context_bound = graph_context_;
 }
 
-// Records the planned step (meta_ padded to B) through the logits of its B rows.
-Status Qwen35Model::capture_graph(int B) {
-  const size_t g = static_cast<size_t>(std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), B) -
-                                       graph_sizes_.begin());
+// Records the planned step (meta_ padded to graph g's size B) through the logits of its B rows.
+Status Qwen35Model::capture_graph(size_t g) {
+  const int B = graph_sizes_[g];
   DS_RETURN_IF_ERROR(be_->begin_capture());
   Status s = run_layers(B);
   if (s.is_ok()) compute_logits(0, B);
@@ -78,7 +77,7 @@ Result<int> Qwen35Model::capture_graphs() {
     n_sample_rows_ = 0;
     pad_meta(graph_sizes_[i]);
     DS_RETURN_IF_ERROR(be_->plan(meta_));
-    DS_RETURN_IF_ERROR(capture_graph(graph_sizes_[i]));
+    DS_RETURN_IF_ERROR(capture_graph(i));
   }
   return static_cast<int>(graph_sizes_.size());
 }

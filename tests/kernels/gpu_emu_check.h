@@ -69,6 +69,29 @@ struct Dev {
   }
 };
 
+// One MoE layer on d.be: prepare the experts (gate, up, down: E each), route `logits` [T][E] to
+// top_k (renormalised), run the experts over x [T][H] in the backend's activation type; returns the
+// output, read with ld H + 2 so a write past column H shows.
+inline std::vector<float> run_moe_layer(Dev& d, const std::vector<float>& x, const std::vector<float>& logits,
+                                        int64_t T, int64_t H, int E, int top_k,
+                                        const std::vector<const backend::PreparedWeight*>& g,
+                                        const std::vector<const backend::PreparedWeight*>& u,
+                                        const std::vector<const backend::PreparedWeight*>& dn) {
+  backend::Backend& be = d.be;
+  const DType dt = be.activation_dtype();
+  const Status ps = be.prepare_experts(g.data(), u.data(), dn.data(), E);
+  EXPECT_TRUE(ps.is_ok()) << ps.message();
+  const backend::Act xa = d.put(x, dt, T, H, H);
+  const backend::Act la = d.put(logits, DType::kF32, T, E, E);
+  const backend::Act wa =
+      d.put(std::vector<float>(static_cast<size_t>(T * top_k), 0.0f), DType::kF32, T, top_k, top_k);
+  const backend::Act oa = d.put(std::vector<float>(static_cast<size_t>(T * (H + 2)), 0.0f), dt, T, H, H + 2);
+  auto ids = be.alloc(static_cast<size_t>(T * top_k) * 4, "ids").value();
+  be.moe_route(la, top_k, true, static_cast<int32_t*>(ids->data()), wa);
+  be.moe_experts(xa, static_cast<int32_t*>(ids->data()), wa, top_k, E, g.data(), u.data(), dn.data(), oa);
+  return d.get(oa);
+}
+
 inline void check_emulated(const std::string& name, DType act, double atol, double rtol, uint64_t seed,
                            const OpRun& run) {
   auto ref = backend::make_reference_backend();

@@ -170,7 +170,6 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, DType act, 
   const std::string name = "experts T=" + std::to_string(T) + " E=" + std::to_string(E) + " k=" + std::to_string(top_k);
   const double tol = act == DType::kF32 ? 2e-5 : act == DType::kBF16 ? 1e-2 : 2e-3;
   check(name, act, tol, tol, [&](Backend& be) {
-    const DType dt = be.activation_dtype();
     Dev d{be, {}};
     std::vector<std::unique_ptr<backend::PreparedWeight>> owned;
     std::vector<const backend::PreparedWeight*> g, u, dn;
@@ -182,15 +181,7 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, DType act, 
       owned.push_back(be.prepare_weight(dense_source(wd[static_cast<size_t>(e)], wt, H, I, nullptr), {}).value());
       dn.push_back(owned.back().get());
     }
-    EXPECT_TRUE(be.prepare_experts(g.data(), u.data(), dn.data(), E).is_ok());
-    const Act xa = d.put(x, dt, T, H, H);
-    const Act la = d.put(logits, DType::kF32, T, E, E);
-    const Act wa = d.put(std::vector<float>(static_cast<size_t>(T * top_k), 0.0f), DType::kF32, T, top_k, top_k);
-    const Act oa = d.put(std::vector<float>(static_cast<size_t>(T * (H + 2)), 0.0f), dt, T, H, H + 2);
-    auto ids = be.alloc(static_cast<size_t>(T * top_k) * 4, "ids").value();
-    be.moe_route(la, top_k, true, static_cast<int32_t*>(ids->data()), wa);
-    be.moe_experts(xa, static_cast<int32_t*>(ids->data()), wa, top_k, static_cast<int>(g.size()), g.data(), u.data(), dn.data(), oa);
-    return d.get(oa);
+    return run_moe_layer(d, x, logits, T, H, E, top_k, g, u, dn);
   });
 }
 

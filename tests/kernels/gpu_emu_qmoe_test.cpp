@@ -143,7 +143,6 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, int bits, i
                            std::to_string(bits);
   run(name, act, act == DType::kF16 ? 1e-2 : 4e-2, [&](Backend& be) {
     Dev d{be, {}};
-    const DType dt = be.activation_dtype();
     std::vector<std::unique_ptr<backend::PreparedWeight>> owned;
     std::vector<const backend::PreparedWeight*> g, u, dn;
     for (int e = 0; e < E; ++e) {
@@ -152,17 +151,7 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, int bits, i
         (set == &wg ? g : set == &wu ? u : dn).push_back(owned.back().get());
       }
     }
-    const Status ps = be.prepare_experts(g.data(), u.data(), dn.data(), E);
-    EXPECT_TRUE(ps.is_ok()) << ps.message();
-    const Act xa = d.put(x, dt, T, H, H);
-    const Act la = d.put(logits, DType::kF32, T, E, E);
-    const Act wa = d.put(std::vector<float>(static_cast<size_t>(T * top_k), 0.0f), DType::kF32, T, top_k, top_k);
-    const Act oa = d.put(std::vector<float>(static_cast<size_t>(T * (H + 2)), 0.0f), dt, T, H, H + 2);
-    auto ids = be.alloc(static_cast<size_t>(T * top_k) * 4, "ids").value();
-    be.moe_route(la, top_k, true, static_cast<int32_t*>(ids->data()), wa);
-    be.moe_experts(xa, static_cast<int32_t*>(ids->data()), wa, top_k, E, g.data(), u.data(), dn.data(), oa);
-    be.synchronize();
-    return d.get(oa);
+    return run_moe_layer(d, x, logits, T, H, E, top_k, g, u, dn);
   });
 }
 

@@ -77,9 +77,9 @@ class Qwen35Model : public Model {
   Status run_layers(int64_t T);
   void compute_logits(int64_t first_row, int64_t rows);
   // The graph path (qwen35_graphs.cpp).
-  int graph_size_for(const StepPlan& plan) const;  // 0: run eagerly
+  int graph_for(const StepPlan& plan) const;  // index into graph_sizes_; -1: run eagerly
   void pad_meta(int B);
-  Status capture_graph(int B);
+  Status capture_graph(size_t g);
 
   ModelConfig cfg_;
   ModelOptions opt_;

@@ -3,17 +3,14 @@
 // names over host memory, so every path through the checks and the allocation tally is shared.
 #include "src/backend/gpu/runtime.h"
 
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #if defined(DS_EMU)
