@@ -18,7 +18,7 @@ struct Harness {
   std::unique_ptr<Engine> engine;
 
   Harness(const std::string& script_json, int blocks = 64, int slots = 8, int64_t budget = 32,
-          int64_t max_len = 256) {
+          int64_t max_len = 256, bool start = true) {
     auto script = parse_script(script_json, codec);
     EXPECT_TRUE(script.is_ok()) << script.status().message();
     ds::model::CacheConfig cc{script->block_size, blocks, slots};
@@ -29,7 +29,7 @@ struct Harness {
     ec.max_model_len = max_len;
     ec.check_invariants = true;
     engine = std::make_unique<Engine>(model.get(), &codec, ec);
-    engine->start();
+    if (start) engine->start();
   }
 
   RequestHandle submit(const std::string& prompt, SamplingParams p) {
@@ -147,10 +147,13 @@ TEST(Engine, SeedGivesSameOutputWhateverTheBatch) {
 }
 
 TEST(Engine, PreemptionUnderCachePressureKeepsOutputs) {
-  // 12 blocks of 16 tokens for 6 sequences of up to ~70 tokens: forces preemption.
-  Harness h(kScript, /*blocks=*/12, /*slots=*/6, /*budget=*/64, /*max_len=*/192);
+  // 12 blocks of 16 tokens for 6 sequences of up to ~70 tokens: forces preemption. All six are
+  // queued before the engine starts, so none can finish before the others arrive (CI once saw the
+  // engine drain each request as it came, with no pressure at all).
+  Harness h(kScript, /*blocks=*/12, /*slots=*/6, /*budget=*/64, /*max_len=*/192, /*start=*/false);
   std::vector<RequestHandle> hs;
   for (int i = 0; i < 6; ++i) hs.push_back(h.submit(std::string(40, 'a' + i), greedy(30)));
+  h.engine->start();
   for (auto& x : hs) {
     auto r = h.collect(x);
     EXPECT_EQ(r.text, "Hello there, world!");
