@@ -3,7 +3,8 @@
 # DS_BENCH_LAYERS=4). Builds the GPU backend for the GPU it finds (CUDA: that card's sm only; ROCm:
 # its gfx) without the server's dependencies (DS_KERNELS_ONLY), then runs, in order:
 #  1. the selftest (every op against the CPU backend in fp32, bf16 and fp16 activations) and
-#     bench_gpu_ops (each op's bytes/s against a read kernel);
+#     bench_gpu_ops (each op's bytes/s against a read kernel); on CUDA, nccl_one_rank (the NCCL
+#     communicator's collectives on this GPU as one rank);
 #  2. bench_gpu_gemm with bf16 and fp16 activations (the 4-bit GEMM and MoE experts against the
 #     dense GEMM and the read kernel);
 #  3. gpu_fidelity: every fixture in bf16 and fp16 against the CPU runtime (max |dlogit|, greedy
@@ -50,6 +51,10 @@ cmake --build build-device --target "bench_gpu_ops_$gpu" -j "$jobs" >"$out/build
 echo "device_check: built in $(( $(date +%s) - start )) s"
 status=0
 build-device/bench_gpu_ops --selftest "${args[@]}" 2>&1 | tee "$out/bench.txt" || status=$?
+if [ "$gpu" = cuda ]; then
+  cmake --build build-device --target nccl_one_rank -j "$jobs" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+  build-device/nccl_one_rank 2>&1 | tee "$out/nccl.txt" || status=$?
+fi
 cmake --build build-device --target "bench_gpu_gemm_$gpu" -j "$jobs" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 for dtype in bfloat16 float16; do
   build-device/bench_gpu_gemm --dtype "$dtype" 2>&1 | tee "$out/bench_gemm_$dtype.txt" || status=$?

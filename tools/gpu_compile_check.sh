@@ -13,8 +13,8 @@ jobs=${DS_JOBS:-2}
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH="$PATH:/usr/local/cuda/bin"
   if cmake -S . -B build-gpu-cuda -G Ninja -DDS_CUDA=ON -DDS_BUILD_TESTS=OFF -DDS_WERROR=ON >build-gpu-cuda.log 2>&1 &&
-     cmake --build build-gpu-cuda -j"$jobs" --target ds_backend_cuda deltaserve bench_gpu_ops_cuda bench_gpu_gemm_cuda bench_gpu_decode_cuda gpu_fidelity_cuda >>build-gpu-cuda.log 2>&1; then
-    echo "gpu-compile: CUDA sm_80 sm_90a sm_121 ok (ds_backend_cuda, deltaserve, bench_gpu_ops, bench_gpu_gemm, bench_gpu_decode, gpu_fidelity)"
+     cmake --build build-gpu-cuda -j"$jobs" --target ds_backend_cuda deltaserve bench_gpu_ops_cuda bench_gpu_gemm_cuda bench_gpu_decode_cuda gpu_fidelity_cuda nccl_one_rank >>build-gpu-cuda.log 2>&1; then
+    echo "gpu-compile: CUDA sm_80 sm_90a sm_121 ok (ds_backend_cuda, deltaserve, bench_gpu_ops, bench_gpu_gemm, bench_gpu_decode, gpu_fidelity, nccl_one_rank)"
   else
     echo "gpu-compile: CUDA FAILED (see build-gpu-cuda.log)"; tail -20 build-gpu-cuda.log; status=1
   fi

@@ -11,7 +11,7 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(deltaserve)
 
 APT_PACKAGES=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev
-              libyaml-cpp-dev libgtest-dev libgmock-dev)
+              libyaml-cpp-dev libgtest-dev libgmock-dev openmpi-bin libopenmpi-dev)
 # Debian's Python refuses `pip install` (externally managed) and lacks pip and ensurepip until
 # python3-venv is installed; a Python that has them (pyenv, conda) needs nothing more.
 python3 -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES+=(python3-venv)

@@ -179,6 +179,9 @@ class Backend {
   virtual void synchronize() = 0;  // the step boundary: every op issued so far has finished
   // The device's total and free memory now; nullopt for host backends (their cache budget is a flag).
   virtual std::optional<DeviceMemory> device_memory() { return std::nullopt; }
+  // The stream ops run on (cudaStream_t / hipStream_t) for libraries that enqueue their own work
+  // there (NCCL/RCCL); nullptr for host backends, whose stream is the calling thread.
+  virtual void* native_stream() const { return nullptr; }
 
   // --- load time ---
   virtual Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src, const TpShard& shard) = 0;
@@ -261,6 +264,11 @@ class Backend {
   virtual void add_sigmoid_gated(Act x, Act y, Act gate_logit) = 0;
   // out[i] = h[planned logit_rows[first + i]] for i < out.rows.
   virtual void gather_logit_rows(Act h, int64_t first, Act out) = 0;
+  // rows x width_bytes from src to dst, the rows dst_pitch / src_pitch bytes apart (both device
+  // memory, not overlapping), on the backend's stream; neither allocates nor synchronises. The
+  // communicators place a rank's column block with it (all_gather_cols).
+  virtual void copy_rows(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width_bytes,
+                         size_t rows) = 0;
 
   // --- results (end the step: they synchronise and return host data) ---
   // One SamplingRow per logits row: processed, sampled, logprobs of the raw row when asked.

@@ -82,6 +82,8 @@ class CpuBackend : public Backend {
   void add(Act x, Act y) override;
   void add_sigmoid_gated(Act x, Act y, Act gate_logit) override;
   void gather_logit_rows(Act h, int64_t first, Act out) override;
+  void copy_rows(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width_bytes,
+                 size_t rows) override;
   void sample(Act logits, const SamplingRow* rows, SampleResult* out) override;
   void target_logprobs(Act logits, const int32_t* targets, const int32_t* top_k, PositionLogprobs* out) override;
 

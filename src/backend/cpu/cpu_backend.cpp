@@ -46,6 +46,11 @@ Result<std::unique_ptr<DeviceBuffer>> CpuBackend::alloc(size_t bytes, const std:
 void CpuBackend::upload(void* dst, const void* host, size_t bytes) { std::memcpy(dst, host, bytes); }
 void CpuBackend::download(void* host, const void* src, size_t bytes) { std::memcpy(host, src, bytes); }
 void CpuBackend::fill_zero(void* dst, size_t bytes) { std::memset(dst, 0, bytes); }
+void CpuBackend::copy_rows(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width_bytes,
+                           size_t rows) {
+  for (size_t r = 0; r < rows; ++r)
+    std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, width_bytes);
+}
 
 // --- load time ---
 

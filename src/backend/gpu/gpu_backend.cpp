@@ -67,6 +67,20 @@ void GpuBackend::fill_zero(void* dst, size_t bytes) {
   if (!s.is_ok()) op_fail("fill_zero", std::to_string(bytes) + " bytes: " + s.message());
 }
 
+// One copy when the rows are back to back on both sides, else one per row (the communicators' column
+// blocks: a few rows of logits per step).
+void GpuBackend::copy_rows(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width_bytes,
+                           size_t rows) {
+  const bool packed = dst_pitch == width_bytes && src_pitch == width_bytes;
+  Status s;
+  if (packed) s = rt_->copy_d2d(dst, src, width_bytes * rows);
+  for (size_t r = 0; !packed && r < rows && s.is_ok(); ++r)
+    s = rt_->copy_d2d(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch,
+                      width_bytes);
+  if (!s.is_ok())
+    op_fail("copy_rows", std::to_string(rows) + " rows of " + std::to_string(width_bytes) + " bytes: " + s.message());
+}
+
 void GpuBackend::synchronize() {
   Status s = rt_->synchronize();
   if (!s.is_ok()) op_fail("synchronize", "at the step boundary: " + s.message());
