@@ -65,14 +65,14 @@ void launch_binary(BinaryOp op, const T* a, int64_t lda, const T* b, int64_t ldb
   }
 }
 
-// dst[i] = src[ids[i]] (zeros for an id out of range), converted element by element.
+// dst[i] = src[ids[i] - first_id] (zeros for an id out of range), converted element by element.
 template <typename Tin, typename Tout, int V>
-__global__ void gather_kernel(const Tin* src, int64_t src_rows, int64_t ld_src, const int32_t* ids, Tout* dst,
-                              int64_t ld_dst, int64_t nv, int chunks) {
+__global__ void gather_kernel(const Tin* src, int64_t src_rows, int64_t ld_src, const int32_t* ids, int64_t first_id,
+                              Tout* dst, int64_t ld_dst, int64_t nv, int chunks) {
   const int64_t i = blockIdx.x / chunks;
   const int64_t v = static_cast<int64_t>(blockIdx.x % chunks) * blockDim.x + threadIdx.x;
   if (v >= nv) return;
-  const int64_t row = ids[i];
+  const int64_t row = ids[i] - first_id;
   float f[V];
   if (row >= 0 && row < src_rows) {
     load_vec<Tin, V>(src + row * ld_src + v * V, f);
@@ -135,7 +135,8 @@ void binary_rows(BinaryOp op, const void* a, int64_t lda, const void* b, int64_t
 }
 
 void gather_rows(const void* src, DType src_dtype, int64_t src_rows, int64_t ld_src, int64_t cols,
-                 const int32_t* ids, int64_t n, void* dst, DType dst_dtype, int64_t ld_dst, Stream stream) {
+                 const int32_t* ids, int64_t n, void* dst, DType dst_dtype, int64_t ld_dst, Stream stream,
+                 int64_t first_id) {
   if (n <= 0 || cols <= 0) return;
   with_elem_type(src_dtype, [&](auto in_tag) {
     with_elem_type(dst_dtype, [&](auto out_tag) {
@@ -152,10 +153,10 @@ void gather_rows(const void* src, DType src_dtype, int64_t src_rows, int64_t ld_
       Tout* d = static_cast<Tout*>(dst);
       if (vec) {
         auto k = gather_kernel<Tin, Tout, kVec>;
-        DS_LAUNCH(k, grid, threads, 0, stream, s, src_rows, ld_src, ids, d, ld_dst, nv, chunks);
+        DS_LAUNCH(k, grid, threads, 0, stream, s, src_rows, ld_src, ids, first_id, d, ld_dst, nv, chunks);
       } else {
         auto k = gather_kernel<Tin, Tout, 1>;
-        DS_LAUNCH(k, grid, threads, 0, stream, s, src_rows, ld_src, ids, d, ld_dst, nv, chunks);
+        DS_LAUNCH(k, grid, threads, 0, stream, s, src_rows, ld_src, ids, first_id, d, ld_dst, nv, chunks);
       }
     });
   });

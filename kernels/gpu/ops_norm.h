@@ -13,10 +13,12 @@ namespace ds::gpu {
 
 using Stream = void*;  // as kernels/gpu/launch.h
 
-// dst[i] = src[ids[i]] for i < n, converted from src_dtype to dst_dtype; an id outside
-// [0, src_rows) gives a row of zeros. Embedding (src = the table) and logit-row gathers.
+// dst[i] = src[ids[i] - first_id] for i < n, converted from src_dtype to dst_dtype; an id outside
+// [first_id, first_id + src_rows) gives a row of zeros. Embedding (src = the table, or one
+// tensor-parallel rank's rows of it) and logit-row gathers.
 void gather_rows(const void* src, DType src_dtype, int64_t src_rows, int64_t ld_src, int64_t cols,
-                 const int32_t* ids, int64_t n, void* dst, DType dst_dtype, int64_t ld_dst, Stream stream);
+                 const int32_t* ids, int64_t n, void* dst, DType dst_dtype, int64_t ld_dst, Stream stream,
+                 int64_t first_id = 0);
 
 enum class NormKind {
   kRms,             // x * rsqrt(mean(x^2) + eps) * w

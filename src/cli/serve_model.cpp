@@ -7,6 +7,7 @@
 #include "deltaserve/core/log.h"
 #include "deltaserve/core/timer.h"
 #include "deltaserve/dist/communicator.h"
+#include "deltaserve/dist/nccl_comm.h"
 #include "deltaserve/engine/kv_cache.h"
 #include "model_factory.h"
 
@@ -21,30 +22,46 @@ std::string gib(int64_t b) {
 }
 
 // Bytes of one KV block (every attention layer, K and V) and one GDN state slot (every GDN layer,
-// fp32 SSM + conv state), as the backends lay them out.
-engine::CachePlanInput cache_geometry(const model::ModelConfig& mc, int block_size, size_t kv_elem_bytes) {
+// fp32 SSM + conv state) on one of `tp` ranks, as the backends lay them out: kv heads max(1, nkv/tp),
+// value heads and conv channels split tp ways.
+engine::CachePlanInput cache_geometry(const model::ModelConfig& mc, int block_size, size_t kv_elem_bytes, int tp) {
   int n_attn = 0, n_gdn = 0;
   for (auto k : mc.layer_types) (k == model::LayerKind::kFullAttention ? n_attn : n_gdn)++;
+  const int kv_heads = mc.num_kv_heads >= tp ? mc.num_kv_heads / tp : 1;
   engine::CachePlanInput in;
   in.block_size = block_size;
-  in.kv_block_bytes = std::max<int64_t>(1, int64_t{n_attn} * 2 * block_size * mc.num_kv_heads * mc.head_dim *
+  in.kv_block_bytes = std::max<int64_t>(1, int64_t{n_attn} * 2 * block_size * kv_heads * mc.head_dim *
                                                static_cast<int64_t>(kv_elem_bytes));
   in.state_slot_bytes =
       int64_t{n_gdn} *
-      (int64_t{mc.linear_num_value_heads} * mc.linear_value_head_dim * mc.linear_key_head_dim +
-       int64_t{mc.linear_conv_kernel_dim - 1} * mc.conv_dim()) *
+      (int64_t{mc.linear_num_value_heads / tp} * mc.linear_value_head_dim * mc.linear_key_head_dim +
+       int64_t{mc.linear_conv_kernel_dim - 1} * (mc.conv_dim() / tp)) *
       4;
   return in;
+}
+
+// The smallest of every rank's value (every rank must size the same cache).
+Result<int64_t> min_over_ranks(dist::Communicator& ranks, int64_t v) {
+  std::vector<int64_t> all(static_cast<size_t>(ranks.size()));
+  DS_RETURN_IF_ERROR(ranks.all_gather_host(&v, sizeof v, all.data()));
+  return *std::min_element(all.begin(), all.end());
 }
 
 }  // namespace
 
 Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const server::ServeArgs& a,
-                                            const server::Environment& env, int64_t max_model_len) {
+                                            const server::Environment& env, int64_t max_model_len,
+                                            std::shared_ptr<dist::Communicator> ranks) {
   const model::ModelConfig& mc = desc.config;
   const int block_size = a.block_size > 0 ? a.block_size : 16;
   DS_ASSIGN_OR_RETURN(std::shared_ptr<backend::Backend> be, create_backend(desc, a.device, a.dtype));
   const std::optional<backend::DeviceMemory> at_start = be->device_memory();
+  const int tp = ranks->size();
+  // The collectives of the step: MPI between CPU ranks; NCCL / RCCL between GPUs, bootstrapped by MPI.
+  std::shared_ptr<dist::Communicator> comm = ranks;
+  if (tp > 1 && at_start) {
+    DS_ASSIGN_OR_RETURN(comm, dist::nccl_communicator(ranks, ranks->rank(), *be));
+  }
   ServingModel out;
   out.max_num_seqs = a.max_num_seqs;
   out.max_num_batched_tokens = a.max_num_batched_tokens;
@@ -54,7 +71,7 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
     DS_INFO << "max_num_seqs " << out.max_num_seqs << ", max_num_batched_tokens " << out.max_num_batched_tokens
             << " (vLLM's defaults on a GPU of 70 GiB or more, where not given)";
   }
-  engine::CachePlanInput in = cache_geometry(mc, block_size, dtype_size(be->kv_cache_dtype()));
+  engine::CachePlanInput in = cache_geometry(mc, block_size, dtype_size(be->kv_cache_dtype()), tp);
   in.max_num_seqs = out.max_num_seqs;
   in.max_model_len = max_model_len;
   model::ModelOptions mo;
@@ -68,7 +85,7 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
     for (const auto& w : plan.warnings) DS_WARN << w;
     mo.cache = plan.config;
     mo.max_step_seqs = plan.max_num_seqs;
-    DS_ASSIGN_OR_RETURN(out.model, model::Qwen35Model::create(desc, std::move(be), dist::single_rank(), mo));
+    DS_ASSIGN_OR_RETURN(out.model, model::Qwen35Model::create(desc, std::move(be), comm, mo));
     out.max_num_seqs = plan.max_num_seqs;
     return out;
   }
@@ -83,7 +100,7 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
   mo.cache.num_kv_blocks = static_cast<int>((profile_tokens + block_size - 1) / block_size);
   mo.cache.num_state_slots = 1;
   backend::Backend& device = *be;
-  DS_ASSIGN_OR_RETURN(out.model, model::Qwen35Model::create(desc, std::move(be), dist::single_rank(), mo));
+  DS_ASSIGN_OR_RETURN(out.model, model::Qwen35Model::create(desc, std::move(be), comm, mo));
   Timer t;
   DS_RETURN_IF_ERROR(out.model->profile_step());
   const std::optional<backend::DeviceMemory> after = device.device_memory();
@@ -109,6 +126,9 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
             << " x gpu_memory_utilization " << a.gpu_memory_utilization << " = " << gib(b.requested_bytes)
             << "; the model (weights, workspace, profiling step) takes " << gib(b.model_bytes)
             << "; the rest, " << gib(b.cache_bytes) << ", holds the KV cache and GDN state";
+  }
+  if (tp > 1) {
+    DS_ASSIGN_OR_RETURN(in.budget_bytes, min_over_ranks(*ranks, in.budget_bytes));
   }
   if (!out.model->graph_sizes().empty())  // the padding sequences' block and slot come out of the budget
     in.budget_bytes -= in.kv_block_bytes + in.state_slot_bytes;

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "deltaserve/core/status.h"
+#include "deltaserve/dist/communicator.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/server/cli_args.h"
 #include "deltaserve/server/serve.h"
@@ -22,7 +23,11 @@ struct ServingModel {
   int64_t max_num_batched_tokens = 0;
 };
 
+// ranks: this process's tensor-parallel group (single_rank() at TP 1; MPI ranks otherwise, which
+// bootstrap NCCL/RCCL on a GPU). Every rank calls this with the same flags: they run the same
+// collectives (profiling, graph capture) in the same order and agree on one cache size.
 Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const server::ServeArgs& a,
-                                            const server::Environment& env, int64_t max_model_len);
+                                            const server::Environment& env, int64_t max_model_len,
+                                            std::shared_ptr<dist::Communicator> ranks);
 
 }  // namespace ds::cli

@@ -31,7 +31,10 @@ static void run_share(const std::function<void(int64_t, int64_t)>& fn, int64_t n
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   const int parts = size();
-  if (parts == 1 || n == 1) {
+  // One job at a time: a second caller (another thread, e.g. the ranks of an in-process
+  // tensor-parallel group) runs its loop itself rather than wait for the workers.
+  std::unique_lock<std::mutex> running(run_mu_, std::try_to_lock);
+  if (parts == 1 || n == 1 || !running.owns_lock()) {
     fn(0, n);
     return;
   }

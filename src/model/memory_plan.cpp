@@ -4,6 +4,7 @@
 #include <set>
 
 #include "deltaserve/model/quant_rules.h"
+#include "src/model/shard.h"
 
 namespace ds::model {
 
@@ -15,36 +16,6 @@ uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 uint64_t kv_share(uint64_t bytes, int tp, int nkv) {
   const int per_rank = nkv >= tp ? nkv / tp : 1;
   return div_up(bytes * static_cast<uint64_t>(per_rank), static_cast<uint64_t>(nkv));
-}
-
-Status tp_divides(int64_t value, int tp, const std::string& what) {
-  if (value % tp != 0)
-    return invalid_argument("tensor-parallel-size " + std::to_string(tp) + " does not divide " + what + " (" +
-                            std::to_string(value) + ")");
-  return {};
-}
-
-// GPTQ packing and group boundaries must line up with the shard boundaries (format facts, not kernel
-// choices: research/tensor-parallel.md §1.3).
-Status check_quant_shard(const LinearWeight& w, TpSplit split, int tp) {
-  const QuantScheme& s = w.scheme;
-  if (!s.quantized() || tp == 1) return {};
-  const int pf = 32 / s.bits;
-  if (split == TpSplit::kColumn) {
-    const int64_t n = w.out_features / tp;
-    if (w.out_features % tp != 0 || n % pf != 0)
-      return invalid_argument("tensor-parallel-size " + std::to_string(tp) + ": " + w.name + " out_features per rank " +
-                              std::to_string(w.out_features) + "/" + std::to_string(tp) + " is not a multiple of " +
-                              std::to_string(pf) + " (int" + std::to_string(s.bits) + " packing)");
-  } else if (split == TpSplit::kRow) {
-    const int64_t k = w.in_features / tp;
-    if (w.in_features % tp != 0 || k % pf != 0 || (s.group_size > 0 && k % s.group_size != 0))
-      return invalid_argument("tensor-parallel-size " + std::to_string(tp) + ": " + w.name + " in_features per rank " +
-                              std::to_string(w.in_features) + "/" + std::to_string(tp) +
-                              " does not hold whole groups of " + std::to_string(s.group_size) + " (int" +
-                              std::to_string(s.bits) + ")");
-  }
-  return {};
 }
 
 }  // namespace
@@ -100,19 +71,7 @@ Result<MemoryPlan> plan_memory(const ModelDesc& m, const MemoryOptions& o) {
     p.notes.push_back("max-model-len " + std::to_string(p.max_model_len) + " exceeds max_position_embeddings " +
                       std::to_string(c.max_position_embeddings) + " (vLLM refuses this without rope scaling)");
 
-  DS_RETURN_IF_ERROR(tp_divides(c.num_heads, tp, "num_attention_heads"));
-  if (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0)
-    return invalid_argument("tensor-parallel-size " + std::to_string(tp) + " and num_key_value_heads " +
-                            std::to_string(c.num_kv_heads) + ": neither divides the other");
-  DS_RETURN_IF_ERROR(tp_divides(c.linear_num_key_heads, tp, "linear_num_key_heads"));
-  DS_RETURN_IF_ERROR(tp_divides(c.linear_num_value_heads, tp, "linear_num_value_heads"));
-  DS_RETURN_IF_ERROR(tp_divides(c.vocab_size, tp, "vocab_size"));
-  if (c.is_moe) {
-    DS_RETURN_IF_ERROR(tp_divides(c.moe_intermediate_size, tp, "moe_intermediate_size"));
-    DS_RETURN_IF_ERROR(tp_divides(c.shared_expert_intermediate_size, tp, "shared_expert_intermediate_size"));
-  } else {
-    DS_RETURN_IF_ERROR(tp_divides(c.intermediate_size, tp, "intermediate_size"));
-  }
+  DS_RETURN_IF_ERROR(check_tp_config(c, tp));
 
   std::vector<ComponentMemory> comps(kNumComponents);
   std::vector<std::set<std::string>> formats(kNumComponents);

@@ -35,8 +35,10 @@ void visit_layer_linears(const LayerWeights& L, int layer, const Component* over
   } else {
     emit(L.gdn.in_proj_qkv, Component::kGdn, TpSplit::kColumn);
     emit(L.gdn.in_proj_z, Component::kGdn, TpSplit::kColumn);
-    emit(L.gdn.in_proj_b, Component::kGdn, TpSplit::kColumn);
-    emit(L.gdn.in_proj_a, Component::kGdn, TpSplit::kColumn);
+    // Replicated, not split (tensor-parallel.md §0.2): a few KB per layer, and a split quantized
+    // in_proj_b/a would cap the tensor-parallel size (N = Hv / TP under Marlin's 64 minimum).
+    emit(L.gdn.in_proj_b, Component::kGdn, TpSplit::kReplicated);
+    emit(L.gdn.in_proj_a, Component::kGdn, TpSplit::kReplicated);
     emit(L.gdn.out_proj, Component::kGdn, TpSplit::kRow);
   }
   if (!L.is_moe) {

@@ -1,9 +1,6 @@
-// Qwen35Model: weight preparation on the backend, workspace sizing, the step plan and the step loop
+// Qwen35Model: workspace sizing, the step plan and the step loop
 // (qwen35-arch.md §3.1).
 #include "deltaserve/model/qwen35.h"
-
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -11,190 +8,11 @@
 #include "deltaserve/backend/cpu_backend.h"
 #include "deltaserve/core/log.h"
 #include "src/model/qwen35_internal.h"
+#include "src/model/shard.h"  // ShardedWeight, which the model keeps
 
 namespace ds::model {
 
-namespace {
-
-Status to_f32(const TensorView& t, const std::string& what, int64_t expect_numel, std::vector<float>* out) {
-  if (!t.present()) return not_found(what + ": tensor missing");
-  if (expect_numel >= 0 && t.numel() != expect_numel)
-    return corrupt(what + ": expected " + std::to_string(expect_numel) + " elements, found " + std::to_string(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    switch (t.dtype) {
-      case DType::kF32: out->push_back(static_cast<const float*>(t.data)[i]); break;
-      case DType::kBF16: out->push_back(bf16_to_f32(static_cast<const uint16_t*>(t.data)[i])); break;
-      case DType::kF16: out->push_back(f16_to_f32(static_cast<const uint16_t*>(t.data)[i])); break;
-      default: return unsupported(what + ": dtype " + dtype_name(t.dtype) + " is not supported");
-    }
-  }
-  return Status::ok();
-}
-
-// After repacking, the checkpoint's GPTQ tensors are never read again: drop their mapped pages so
-// resident memory is the packed copy, not both (file-backed, read-only: the kernel re-reads on access).
-void release_pages(const TensorView& t) {
-  if (!t.present() || t.nbytes == 0) return;
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + page - 1) & ~(page - 1);
-  const uintptr_t e = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) & ~(page - 1);
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-}
-
-void release_quantized(const LinearWeight& w) {
-  if (!w.scheme.quantized()) return;
-  for (const TensorView* t : {&w.qweight, &w.qzeros, &w.scales, &w.g_idx}) release_pages(*t);
-}
-
-backend::WeightSource source_of(const LinearWeight& lw) {
-  backend::WeightSource s;
-  s.name = lw.name;
-  s.n = lw.out_features;
-  s.k = lw.in_features;
-  s.bits = lw.scheme.bits;
-  s.group_size = lw.scheme.group_size;
-  s.sym = lw.scheme.sym;
-  s.zeros_v2 = lw.scheme.zeros_v2;
-  if (lw.scheme.quantized()) {
-    s.qweight = static_cast<const int32_t*>(lw.qweight.data);
-    s.qzeros = lw.qzeros.present() ? static_cast<const int32_t*>(lw.qzeros.data) : nullptr;
-    s.scales = lw.scales.data;
-    s.scales_dtype = lw.scales.dtype;
-    s.scale_groups = lw.scales.shape.empty() ? 0 : lw.scales.shape[0];
-    s.g_idx = lw.g_idx.present() ? static_cast<const int32_t*>(lw.g_idx.data) : nullptr;
-  } else {
-    s.weight = lw.weight.data;
-    s.weight_dtype = lw.weight.dtype;
-  }
-  if (lw.bias.present()) {
-    s.bias = lw.bias.data;
-    s.bias_dtype = lw.bias.dtype;
-  }
-  return s;
-}
-
-// Collects the small fp32 parameters into one host array; their device addresses are patched in
-// once the whole array is uploaded as one buffer.
-struct ParamPack {
-  std::vector<float> host;
-  std::vector<std::pair<const float**, size_t>> fixups;
-  Status add(const TensorView& t, const std::string& what, int64_t numel, const float** where) {
-    const size_t off = host.size();
-    DS_RETURN_IF_ERROR(to_f32(t, what, numel, &host));
-    fixups.emplace_back(where, off);
-    return Status::ok();
-  }
-};
-
-}  // namespace
-
 Qwen35Model::~Qwen35Model() = default;
-
-Status Qwen35Model::prepare_weights(const ModelDesc& desc) {
-  const ModelConfig& c = cfg_;
-  const int64_t H = c.hidden_size;
-  const bool mapped = desc.storage != nullptr;  // views point into mmapped shards (else: caller's memory)
-  using backend::TpSplit;
-  const int rank = comm_->rank(), tp = comm_->size();
-  // Prepares one Linear as its TP shard; with mapped shards, drops the checkpoint pages of its GPTQ
-  // tensors right away so peak resident memory stays near the packed size.
-  auto prep = [&](const LinearWeight& lw, int64_t n, int64_t k, TpSplit split) -> Result<PreparedLinear> {
-    if (!lw.present()) return not_found(lw.name + ": weight missing");
-    if (lw.out_features != n || lw.in_features != k)
-      return corrupt(lw.name + ": shape [" + std::to_string(lw.out_features) + ", " + std::to_string(lw.in_features) +
-                     "], expected [" + std::to_string(n) + ", " + std::to_string(k) + "]");
-    auto w = be_->prepare_weight(source_of(lw), {split, rank, tp});
-    if (w.is_ok() && mapped) release_quantized(lw);
-    return w;
-  };
-  ParamPack params;
-  if (H <= 0 || c.num_layers <= 0 || c.vocab_size <= 0) return invalid_argument("model config has no layers");
-  if (static_cast<int>(desc.layers.size()) != c.num_layers) return corrupt("layer count disagrees with config");
-  if (!desc.embed_tokens.present()) return not_found("embed_tokens missing");
-  DS_ASSIGN_OR_RETURN(embed_, be_->prepare_embedding({desc.embed_tokens.dtype, desc.embed_tokens.data,
-                                                       desc.embed_tokens.shape.at(0), desc.embed_tokens.shape.at(1)}));
-  if (embed_.dim != H) return corrupt("embed_tokens width disagrees with hidden_size");
-  DS_RETURN_IF_ERROR(params.add(desc.final_norm, "model.norm", H, &final_norm_));
-  DS_ASSIGN_OR_RETURN(lm_head_, prep(desc.lm_head, c.vocab_size, H, TpSplit::kReplicated));
-  for (int r : c.rope.mrope_section) mrope_section_.push_back(r);
-  const int nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
-  const int Hk = c.linear_num_key_heads, Hv = c.linear_num_value_heads, dk = c.linear_key_head_dim,
-            dv = c.linear_value_head_dim, Kc = c.linear_conv_kernel_dim;
-  const int64_t C = c.conv_dim();
-  for (int i = 0; i < c.num_layers; ++i) {
-    const LayerWeights& lw = desc.layers[static_cast<size_t>(i)];
-    auto L = std::make_unique<Layer>();
-    L->kind = lw.kind;
-    const std::string p = "layer " + std::to_string(i);
-    DS_RETURN_IF_ERROR(params.add(lw.input_layernorm, p + " input_layernorm", H, &L->input_norm));
-    DS_RETURN_IF_ERROR(params.add(lw.post_attention_layernorm, p + " post_attention_layernorm", H, &L->post_norm));
-    if (lw.kind == LayerKind::kFullAttention) {
-      if (nh <= 0 || nkv <= 0 || nh % nkv != 0 || hd <= 0) return invalid_argument("bad attention head config");
-      L->cache_index = n_attn_++;
-      DS_ASSIGN_OR_RETURN(L->q_proj, prep(lw.attn.q_proj, 2LL * nh * hd, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->k_proj, prep(lw.attn.k_proj, static_cast<int64_t>(nkv) * hd, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->v_proj, prep(lw.attn.v_proj, static_cast<int64_t>(nkv) * hd, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->o_proj, prep(lw.attn.o_proj, H, static_cast<int64_t>(nh) * hd, TpSplit::kRow));
-      DS_RETURN_IF_ERROR(params.add(lw.attn.q_norm, p + " q_norm", hd, &L->q_norm));
-      DS_RETURN_IF_ERROR(params.add(lw.attn.k_norm, p + " k_norm", hd, &L->k_norm));
-    } else {
-      if (Hk <= 0 || Hv <= 0 || Hv % Hk != 0 || dk <= 0 || dv <= 0) return invalid_argument("bad linear-attention head config");
-      L->cache_index = n_gdn_++;
-      DS_ASSIGN_OR_RETURN(L->in_qkv, prep(lw.gdn.in_proj_qkv, C, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->in_z, prep(lw.gdn.in_proj_z, static_cast<int64_t>(Hv) * dv, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->in_a, prep(lw.gdn.in_proj_a, Hv, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->in_b, prep(lw.gdn.in_proj_b, Hv, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->out_proj, prep(lw.gdn.out_proj, H, static_cast<int64_t>(Hv) * dv, TpSplit::kRow));
-      DS_RETURN_IF_ERROR(params.add(lw.gdn.conv1d, p + " conv1d", C * Kc, &L->conv_w));
-      if (lw.gdn.conv1d_bias.present()) {
-        DS_RETURN_IF_ERROR(params.add(lw.gdn.conv1d_bias, p + " conv1d.bias", C, &L->conv_b));
-      }
-      DS_RETURN_IF_ERROR(params.add(lw.gdn.A_log, p + " A_log", Hv, &L->A_log));
-      DS_RETURN_IF_ERROR(params.add(lw.gdn.dt_bias, p + " dt_bias", Hv, &L->dt_bias));
-      DS_RETURN_IF_ERROR(params.add(lw.gdn.norm, p + " linear_attn.norm", dv, &L->gdn_norm));
-    }
-    L->moe = lw.is_moe;
-    if (lw.is_moe) {
-      const int64_t E = c.num_experts, I = c.moe_intermediate_size;
-      if (static_cast<int64_t>(lw.moe.experts.size()) != E) return corrupt(p + ": expert count disagrees with config");
-      if (c.num_experts_per_tok <= 0 || c.num_experts_per_tok > E) return invalid_argument("bad num_experts_per_tok");
-      DS_ASSIGN_OR_RETURN(L->router, prep(lw.moe.router, E, H, TpSplit::kReplicated));
-      for (int64_t e = 0; e < E; ++e) {
-        const MlpWeights& ew = lw.moe.experts[static_cast<size_t>(e)];
-        PreparedLinear g, u, d;
-        DS_ASSIGN_OR_RETURN(g, prep(ew.gate_proj, I, H, TpSplit::kColumn));
-        DS_ASSIGN_OR_RETURN(u, prep(ew.up_proj, I, H, TpSplit::kColumn));
-        DS_ASSIGN_OR_RETURN(d, prep(ew.down_proj, H, I, TpSplit::kRow));
-        L->e_gate_p.push_back(g.get());
-        L->e_up_p.push_back(u.get());
-        L->e_down_p.push_back(d.get());
-        L->e_gate.push_back(std::move(g));
-        L->e_up.push_back(std::move(u));
-        L->e_down.push_back(std::move(d));
-      }
-      DS_RETURN_IF_ERROR(be_->prepare_experts(L->e_gate_p.data(), L->e_up_p.data(), L->e_down_p.data(),
-                                              static_cast<int>(E)));
-      if (lw.moe.shared_expert.gate_proj.present()) {
-        const int64_t Is = c.shared_expert_intermediate_size;
-        DS_ASSIGN_OR_RETURN(L->gate, prep(lw.moe.shared_expert.gate_proj, Is, H, TpSplit::kColumn));
-        DS_ASSIGN_OR_RETURN(L->up, prep(lw.moe.shared_expert.up_proj, Is, H, TpSplit::kColumn));
-        DS_ASSIGN_OR_RETURN(L->down, prep(lw.moe.shared_expert.down_proj, H, Is, TpSplit::kRow));
-        DS_ASSIGN_OR_RETURN(L->shared_gate, prep(lw.moe.shared_expert_gate, 1, H, TpSplit::kReplicated));
-      }
-    } else {
-      const int64_t I = c.intermediate_size;
-      DS_ASSIGN_OR_RETURN(L->gate, prep(lw.mlp.gate_proj, I, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->up, prep(lw.mlp.up_proj, I, H, TpSplit::kColumn));
-      DS_ASSIGN_OR_RETURN(L->down, prep(lw.mlp.down_proj, H, I, TpSplit::kRow));
-    }
-    layers_.push_back(std::move(L));
-  }
-  DS_ASSIGN_OR_RETURN(params_, be_->alloc(params.host.size() * sizeof(float), "model parameters"));
-  be_->upload(params_->data(), params.host.data(), params.host.size() * sizeof(float));
-  for (auto& [where, off] : params.fixups) *where = static_cast<const float*>(params_->data()) + off;
-
-  return Status::ok();
-}
 
 // The pools for opt_.cache, plus the padding block and slot of the graph path.
 backend::CacheSpec Qwen35Model::cache_spec() const {
@@ -204,15 +22,15 @@ backend::CacheSpec Qwen35Model::cache_spec() const {
   cs.num_attn_layers = n_attn_;
   cs.num_kv_blocks = opt_.cache.num_kv_blocks + pad;
   cs.block_size = opt_.cache.block_size;
-  cs.kv_heads = c.num_kv_heads;
+  cs.kv_heads = dims_.nkv;
   cs.head_dim = c.head_dim;
   cs.num_gdn_layers = n_gdn_;
   cs.num_state_slots = opt_.cache.num_state_slots + pad;
-  cs.v_heads = c.linear_num_value_heads;
+  cs.v_heads = dims_.hv;
   cs.k_dim = c.linear_key_head_dim;
   cs.v_dim = c.linear_value_head_dim;
   cs.conv_kernel = c.linear_conv_kernel_dim;
-  cs.conv_dim = c.conv_dim();
+  cs.conv_dim = dims_.conv_dim;
   return cs;
 }
 
@@ -235,10 +53,11 @@ Status Qwen35Model::allocate_workspace() {
   ws->max_tokens = T;
   ws->max_logit_rows = std::min<int64_t>(T, std::max<int64_t>(opt_.max_step_seqs, 64));
   const DType act = be_->activation_dtype();
-  const int64_t H = c.hidden_size, C = c.conv_dim();
-  const int64_t vdim = static_cast<int64_t>(c.linear_num_value_heads) * c.linear_value_head_dim;
-  const int64_t Hv = c.linear_num_value_heads;
-  const int64_t qdim = static_cast<int64_t>(c.num_heads) * c.head_dim, kvdim = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  // This rank's widths (the whole model at TP 1); in_proj_a/b are replicated, so a and b are whole.
+  const int64_t H = c.hidden_size, C = dims_.conv_dim;
+  const int64_t vdim = int64_t{dims_.hv} * c.linear_value_head_dim;
+  const int64_t Hv = dims_.hv, Hv_all = c.linear_num_value_heads;
+  const int64_t qdim = int64_t{dims_.nh} * c.head_dim, kvdim = int64_t{dims_.nkv} * c.head_dim;
   int64_t I = 0;
   for (const auto& L : layers_)
     if (L->gate) I = std::max(I, L->gate->n);
@@ -262,13 +81,14 @@ Status Qwen35Model::allocate_workspace() {
   place(&ws->last_h, R, H, act);
   place(&ws->last_xn, R, H, act);
   place(&ws->logits, R, c.vocab_size, DType::kF32);
+  if (comm_->size() > 1) place(&ws->logits_local, R, dims_.vocab, DType::kF32);
   const size_t scratch = offset;
   size_t scratch_end = scratch;
   if (n_gdn_ > 0) {
     place(&ws->qkv, T, C, act);
     place(&ws->z, T, vdim, act);
-    place(&ws->a, T, Hv, act);
-    place(&ws->b, T, Hv, act);
+    place(&ws->a, T, Hv_all, act);
+    place(&ws->b, T, Hv_all, act);
     place(&ws->conv, T, C, act);
     place(&ws->g, T, Hv, DType::kF32);
     place(&ws->beta, T, Hv, DType::kF32);
@@ -310,7 +130,10 @@ Status Qwen35Model::allocate_workspace() {
   lim.max_blocks_per_seq = static_cast<int>(opt_.max_model_len > 0 ? (opt_.max_model_len + bs - 1) / bs
                                                                      : opt_.cache.num_kv_blocks);
   lim.max_logit_rows = R;
-  return be_->reserve_step(lim);
+  DS_RETURN_IF_ERROR(be_->reserve_step(lim));
+  // The largest collective: the residual stream of a whole step, or a pass of gathered logits.
+  const size_t widest = std::max(static_cast<size_t>(T * H) * dtype_size(act), static_cast<size_t>(R * c.vocab_size) * 4);
+  return comm_->reserve(*be_, widest);
 }
 
 Result<std::unique_ptr<Qwen35Model>> Qwen35Model::create(const ModelDesc& desc, std::shared_ptr<backend::Backend> be,
@@ -328,6 +151,7 @@ Result<std::unique_ptr<Qwen35Model>> Qwen35Model::create(const ModelDesc& desc, 
   m->storage_ = desc.storage;
   m->be_ = std::move(be);
   m->comm_ = std::move(comm);
+  DS_RETURN_IF_ERROR(m->plan_rank(desc));
   DS_RETURN_IF_ERROR(m->prepare_weights(desc));
   if (m->be_->supports_graphs()) {
     const int64_t cap = std::min<int64_t>(options.max_step_seqs, options.max_step_tokens);
@@ -402,7 +226,7 @@ Status Qwen35Model::build_meta(const StepPlan& plan) {
     if (!s.logprob_targets.empty() && (!s.all_logits || static_cast<int64_t>(s.logprob_targets.size()) != n))
       return invalid_argument(who + ": logprob_targets needs all_logits and one target per new token");
     for (int32_t id : s.token_ids)
-      if (id < 0 || id >= embed_.rows) return invalid_argument("token id " + std::to_string(id) + " out of range");
+      if (id < 0 || id >= embed_rows_) return invalid_argument("token id " + std::to_string(id) + " out of range");
     m.token_ids.insert(m.token_ids.end(), s.token_ids.begin(), s.token_ids.end());
     if (!s.mrope_positions.empty()) {
       if (static_cast<int64_t>(s.mrope_positions.size()) != 3 * n)
@@ -473,6 +297,7 @@ Status Qwen35Model::run_layers(int64_t T) {
   be.reset_states();
   const backend::Act h = ws_->h.rows_view(0, T), xn = ws_->xn.rows_view(0, T), out = ws_->out.rows_view(0, T);
   be.embed(embed_, h);
+  DS_RETURN_IF_ERROR(comm_->all_reduce_sum(be, h));  // each rank looked up its own vocabulary rows
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   for (const auto& Lp : layers_) {
     const Layer& L = *Lp;
@@ -490,12 +315,18 @@ Status Qwen35Model::run_layers(int64_t T) {
   return Status::ok();
 }
 
-// Logits of planned logit rows [first_row, first_row + rows) into ws_->logits rows [0, rows).
-void Qwen35Model::compute_logits(int64_t first_row, int64_t rows) {
+// Logits of planned logit rows [first_row, first_row + rows) into ws_->logits rows [0, rows). Under
+// tensor parallelism each rank computes its vocabulary columns, then every rank gathers them all.
+Status Qwen35Model::compute_logits(int64_t first_row, int64_t rows) {
   const backend::Act rows_h = ws_->last_h.rows_view(0, rows), rows_xn = ws_->last_xn.rows_view(0, rows);
   be_->gather_logit_rows(ws_->h, first_row, rows_h);
   be_->rms_norm(rows_h, final_norm_, static_cast<float>(cfg_.rms_norm_eps), true, rows_xn);
-  be_->linear(*lm_head_, rows_xn, ws_->logits.rows_view(0, rows));
+  if (comm_->size() == 1) {
+    be_->linear(*lm_head_, rows_xn, ws_->logits.rows_view(0, rows));
+    return Status::ok();
+  }
+  be_->linear(*lm_head_, rows_xn, ws_->logits_local.rows_view(0, rows));
+  return comm_->all_gather_cols(*be_, ws_->logits_local.rows_view(0, rows), ws_->logits.rows_view(0, rows));
 }
 
 // Final norm + lm_head over the planned logits rows, a pass of at most max_logit_rows at a time;
@@ -526,7 +357,8 @@ Status Qwen35Model::logits_pass(const StepPlan& plan, bool first_pass_computed, 
   for (int64_t r0 = 0; r0 < R; r0 += ws_->max_logit_rows) {
     const int64_t n = std::min(ws_->max_logit_rows, R - r0);
     const backend::Act logits = ws_->logits.rows_view(0, n);
-    if (r0 > 0 || !first_pass_computed) compute_logits(r0, n);
+    if (r0 > 0 || !first_pass_computed) DS_RETURN_IF_ERROR(compute_logits(r0, n));
+    if (comm_->rank() != 0) continue;  // rank 0 samples; the others only took part in the collectives
     const int64_t n_sample = std::clamp<int64_t>(n_sample_rows_ - r0, 0, n);
     if (n_sample > 0) {
       samplers.clear();

@@ -12,8 +12,8 @@ Status Qwen35Model::gdn_block(const Layer& L, int64_t T, backend::Act x, backend
   const ModelConfig& c = cfg_;
   backend::Backend& be = *be_;
   const Workspace& w = *ws_;
-  const int Hk = c.linear_num_key_heads, Hv = c.linear_num_value_heads, dk = c.linear_key_head_dim,
-            dv = c.linear_value_head_dim;
+  // This rank's heads; a and b come whole from the replicated in_proj_a/b.
+  const int Hk = dims_.hk, Hv = dims_.hv, dk = c.linear_key_head_dim, dv = c.linear_value_head_dim;
   const int64_t key_dim = static_cast<int64_t>(Hk) * dk, vdim = static_cast<int64_t>(Hv) * dv;
   const backend::Act qkv = w.qkv.rows_view(0, T), z = w.z.rows_view(0, T), a = w.a.rows_view(0, T),
                      b = w.b.rows_view(0, T), conv = w.conv.rows_view(0, T), g = w.g.rows_view(0, T),
@@ -26,7 +26,7 @@ Status Qwen35Model::gdn_block(const Layer& L, int64_t T, backend::Act x, backend
                      v = conv.cols_view(2 * key_dim, vdim);
   be.l2_norm_heads(q, dk, 1e-6f, 1.0f / std::sqrt(static_cast<float>(dk)));
   be.l2_norm_heads(k, dk, 1e-6f, 1.0f);
-  be.gdn_gates(a, b, L.A_log, L.dt_bias, g, beta);
+  be.gdn_gates(a.cols_view(dims_.hv_first, Hv), b.cols_view(dims_.hv_first, Hv), L.A_log, L.dt_bias, g, beta);
   bool multi_token = false;
   for (size_t s = 0; s + 1 < meta_.cu_seqlens.size(); ++s) multi_token |= meta_.cu_seqlens[s + 1] - meta_.cu_seqlens[s] > 1;
   if (opt_.chunked_gdn_prefill && multi_token)
@@ -45,7 +45,7 @@ Status Qwen35Model::attention_block(const Layer& L, int64_t T, backend::Act x, b
   const ModelConfig& c = cfg_;
   backend::Backend& be = *be_;
   const Workspace& w = *ws_;
-  const int nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
+  const int nh = dims_.nh, nkv = dims_.nkv, hd = c.head_dim;  // this rank's heads
   const backend::Act qg = w.qg.rows_view(0, T), q = w.q.rows_view(0, T), gate = w.gate.rows_view(0, T),
                      k = w.k.rows_view(0, T), v = w.v.rows_view(0, T), o = w.attn.rows_view(0, T);
   const backend::PreparedWeight* in[3] = {L.q_proj.get(), L.k_proj.get(), L.v_proj.get()};

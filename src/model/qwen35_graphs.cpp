@@ -59,7 +59,7 @@ Status Qwen35Model::capture_graph(size_t g) {
   const int B = graph_sizes_[g];
   DS_RETURN_IF_ERROR(be_->begin_capture());
   Status s = run_layers(B);
-  if (s.is_ok()) compute_logits(0, B);
+  if (s.is_ok()) s = compute_logits(0, B);
   auto graph = be_->end_capture();  // always: the stream must leave capture mode
   DS_RETURN_IF_ERROR(s);
   if (!graph) return graph.status();

@@ -51,6 +51,7 @@ struct Qwen35Model::Workspace {
   int32_t* route_ids = nullptr;
   // logits pass
   backend::Act last_h, last_xn, logits;
+  backend::Act logits_local;  // this rank's vocabulary columns of the logits (tensor parallel)
 };
 
 }  // namespace ds::model

@@ -187,13 +187,48 @@ std::vector<FlagSpec> build() {
     return Status::ok();
   }));
   // --- parallelism / memory / scheduling ---
-  t.push_back(refuse_if("tensor-parallel-size", K::kInt, [](const FlagValue& v) { return v.text != "1"; },
-                        "tensor parallelism > 1 is not implemented yet on the CPU backend",
-                        [](ServeArgs& a, const FlagValue&) { a.tensor_parallel_size = 1; return Status::ok(); }));
+  t.push_back(honour("tensor-parallel-size", K::kInt, [](ServeArgs& a, const FlagValue& v) {
+    int64_t n;
+    DS_RETURN_IF_ERROR(to_int("tensor-parallel-size", v.text, &n));
+    if (n < 1 || n > 1024) return bad("tensor-parallel-size", "must be between 1 and 1024");
+    a.tensor_parallel_size = static_cast<int>(n);
+    return Status::ok();
+  }));
+  t.push_back(honour("distributed-executor-backend", K::kString, [](ServeArgs& a, const FlagValue& v) {
+    if (v.text == "ray")
+      return bad("distributed-executor-backend",
+                 "'ray' is not used by deltaserve: it starts its tensor-parallel ranks itself ('mp', one machine) "
+                 "or runs under mpirun ('mpi', several machines)");
+    if (v.text != "mp" && v.text != "mpi" && v.text != "uni" && v.text != "external_launcher")
+      return bad("distributed-executor-backend", "invalid choice: '" + v.text + "' (choose from mp, mpi, uni, external_launcher)");
+    a.distributed_executor_backend = v.text;
+    return Status::ok();
+  }));
+  t.push_back(honour("nnodes", K::kInt, [](ServeArgs& a, const FlagValue& v) {
+    int64_t n;
+    DS_RETURN_IF_ERROR(to_int("nnodes", v.text, &n));
+    if (n < 1 || n > 1024) return bad("nnodes", "must be between 1 and 1024");
+    a.nnodes = static_cast<int>(n);
+    return Status::ok();
+  }));
+  t.push_back(honour("node-rank", K::kInt, [](ServeArgs& a, const FlagValue& v) {
+    int64_t n;
+    DS_RETURN_IF_ERROR(to_int("node-rank", v.text, &n));
+    if (n < 0 || n > 1023) return bad("node-rank", "must be between 0 and 1023");
+    a.node_rank = static_cast<int>(n);
+    return Status::ok();
+  }));
+  t.push_back(honour("master-addr", K::kString, [](ServeArgs& a, const FlagValue& v) { a.master_addr = v.text; return Status::ok(); }));
+  t.push_back(honour("master-port", K::kInt, [](ServeArgs& a, const FlagValue& v) {
+    int64_t n;
+    DS_RETURN_IF_ERROR(to_int("master-port", v.text, &n));
+    if (n < 1 || n > 65535) return bad("master-port", "must be a port number");
+    a.master_port = static_cast<int>(n);
+    return Status::ok();
+  }));
   t.push_back(refuse_if("pipeline-parallel-size", K::kInt, [](const FlagValue& v) { return v.text != "1"; }, "pipeline parallelism is not supported"));
   t.push_back(refuse_if("data-parallel-size", K::kInt, [](const FlagValue& v) { return v.text != "1"; }, "data parallelism is not supported; run several servers"));
   t.push_back(refuse_if("enable-expert-parallel", K::kBool, [](const FlagValue& v) { return v.as_bool(); }, "expert parallelism is not supported"));
-  t.push_back(accept("distributed-executor-backend", K::kString, "one process per node; no Ray"));
   t.push_back(honour("gpu-memory-utilization", K::kFloat, [](ServeArgs& a, const FlagValue& v) {
     DS_RETURN_IF_ERROR(to_double("gpu-memory-utilization", v.text, &a.gpu_memory_utilization));
     if (!(a.gpu_memory_utilization > 0 && a.gpu_memory_utilization <= 1))

@@ -20,6 +20,7 @@ struct SyntheticSpec {
   bool act_order = false, sym = true;
   bool tied = false;
   int num_layers = 4;
+  bool wide = false;  // heads and widths that split four ways (tensor-parallel tests up to TP 4)
 };
 
 struct SyntheticModel {
@@ -128,6 +129,13 @@ inline std::unique_ptr<SyntheticModel> make_synthetic(const SyntheticSpec& spec)
   c.num_experts_per_tok = 2;
   c.moe_intermediate_size = 32;
   c.shared_expert_intermediate_size = 48;
+  if (spec.wide) {  // 4 key / 8 value heads; every quantized split holds whole groups of 32 at TP 4
+    c.linear_num_key_heads = 4;
+    c.linear_num_value_heads = 8;
+    c.intermediate_size = 256;
+    c.moe_intermediate_size = 128;
+    c.shared_expert_intermediate_size = 128;
+  }
   c.rms_norm_eps = 1e-6;
   c.tie_word_embeddings = spec.tied;
   const int64_t H = c.hidden_size;

@@ -56,13 +56,19 @@ class PreparedWeight {
   virtual ~PreparedWeight() = default;
   int64_t n = 0, k = 0;
   size_t bytes = 0;  // bytes read per use (the roofline counts these)
+  // The weight still reads the WeightSource's memory (host backends use dense weights in place): its
+  // owner keeps that memory alive as long as the weight. Otherwise the source may go after prepare.
+  bool aliases_source = false;
 };
 
-// An embedding table as stored: [rows][dim] of f32/bf16/f16.
+// An embedding table as stored: [rows][dim] of f32/bf16/f16, holding token ids
+// [first_row, first_row + rows) (a tensor-parallel rank's vocabulary shard; embed() gives the other
+// ids zeros, and the ranks' rows are summed by an all-reduce).
 struct EmbeddingTable {
   DType dtype = DType::kUnknown;
   const void* data = nullptr;
   int64_t rows = 0, dim = 0;
+  int64_t first_row = 0;
 };
 
 // A block of device memory, freed with the handle.

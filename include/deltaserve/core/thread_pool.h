@@ -1,5 +1,6 @@
 // A fixed pool of worker threads for data-parallel loops (kernels split rows or heads over cores).
-// parallel_for blocks until every chunk has run; the calling thread takes part in the work.
+// parallel_for blocks until every chunk has run; the calling thread takes part in the work. Callers
+// may be several threads: while one caller's job runs on the workers, another runs its own inline.
 #pragma once
 
 #include <condition_variable>
@@ -28,6 +29,7 @@ class ThreadPool {
   void worker_loop(int index);
 
   std::vector<std::thread> workers_;
+  std::mutex run_mu_;  // held by the caller whose job the workers run
   std::mutex mu_;
   std::condition_variable wake_, done_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;

@@ -52,7 +52,7 @@ class Engine {
   void stop_accepting();
 
   EngineStats stats() const;  // thread-safe snapshot
-  bool alive() const { return alive_.load(); }
+  bool alive() const { return alive_.load() && model_->healthy(); }  // a dead TP rank: the model says so
   const EngineConfig& config() const { return cfg_; }
 
  private:

@@ -17,6 +17,8 @@
 
 namespace ds::model {
 
+struct ShardedWeight;
+
 struct ModelOptions {
   CacheConfig cache;
   int64_t max_step_tokens = 4096;  // the largest step (engine: max_num_batched_tokens)
@@ -66,6 +68,7 @@ class Qwen35Model : public Model {
 
  private:
   Qwen35Model() = default;
+  Status plan_rank(const ModelDesc& desc);  // dims_, and the refusals of this tensor-parallel size
   Status prepare_weights(const ModelDesc& desc);
   Status allocate_workspace();
   Status build_meta(const StepPlan& plan);
@@ -75,7 +78,7 @@ class Qwen35Model : public Model {
   Status logits_pass(const StepPlan& plan, bool first_pass_computed, StepOutput* out);
   backend::CacheSpec cache_spec() const;
   Status run_layers(int64_t T);
-  void compute_logits(int64_t first_row, int64_t rows);
+  Status compute_logits(int64_t first_row, int64_t rows);
   // The graph path (qwen35_graphs.cpp).
   int graph_for(const StepPlan& plan) const;  // index into graph_sizes_; -1: run eagerly
   void pad_meta(int B);
@@ -86,6 +89,16 @@ class Qwen35Model : public Model {
   std::shared_ptr<WeightStorage> storage_;
   std::shared_ptr<backend::Backend> be_;
   std::shared_ptr<dist::Communicator> comm_;
+  // This rank's share of the heads and features (tensor-parallel.md §1.2; the whole model at TP 1):
+  // attention and GDN heads, GDN conv channels, vocabulary rows of the embedding and lm_head. The
+  // tiny in_proj_a/b are replicated: each rank reads its own value heads' columns [hv_first, +hv).
+  struct RankDims {
+    int nh = 0, nkv = 0, hk = 0, hv = 0, hv_first = 0;
+    int64_t conv_dim = 0, vocab = 0;
+  } dims_;
+  int64_t embed_rows_ = 0;  // token ids the whole embedding holds (every rank checks against it)
+  // Host copies of this rank's weight shards that prepared weights still read (aliases_source).
+  std::vector<std::unique_ptr<ShardedWeight>> shards_;
   backend::EmbeddingTable embed_;
   std::unique_ptr<backend::DeviceBuffer> params_;  // every small fp32 parameter (norms, conv, gates)
   const float* final_norm_ = nullptr;

@@ -63,6 +63,9 @@ class Model {
   virtual const CacheConfig& cache_config() const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual Result<StepOutput> forward(const StepPlan& plan) = 0;
+  // False once the model can no longer run steps (a tensor-parallel rank died or hung): the
+  // engine reports itself dead and /health answers 503.
+  virtual bool healthy() const { return true; }
 };
 
 }  // namespace ds::model

@@ -28,6 +28,12 @@ struct ServeArgs {
   uint64_t seed = 0;
   double gpu_memory_utilization = 0.9;
   int tensor_parallel_size = 1;
+  // Tensor-parallel ranks: "mp" starts them on this machine (under mpirun, by itself); "mpi" /
+  // "external_launcher" expects to be started by mpirun already (several machines); "uni" is TP 1.
+  std::string distributed_executor_backend;
+  int nnodes = 1, node_rank = 0;
+  std::string master_addr;
+  int master_port = 0;
   std::string dtype = "auto";
   std::string device = "auto";  // auto | cuda | rocm | cpu (vLLM removed --device; users still pass it)
   bool selftest = false;        // check every GPU kernel against the CPU backend before loading

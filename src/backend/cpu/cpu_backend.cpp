@@ -152,7 +152,7 @@ void CpuBackend::reset_states() {
 void CpuBackend::embed(const EmbeddingTable& t, Act out) {
   const int64_t n = meta_.num_tokens();
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t row = meta_.token_ids[static_cast<size_t>(i)];
+    const int64_t row = meta_.token_ids[static_cast<size_t>(i)] - t.first_row;
     float* o = f32(out) + i * out.ld;
     if (row < 0 || row >= t.rows) {
       std::fill(o, o + t.dim, 0.0f);

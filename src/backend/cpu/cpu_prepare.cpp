@@ -138,6 +138,7 @@ Result<std::unique_ptr<CpuWeight>> prepare_cpu_weight(const WeightSource& src) {
     v.k = src.k;
     v.n_pad = src.n;
     v.data = src.weight;
+    w->aliases_source = true;
     w->bytes = static_cast<size_t>(src.n * src.k) * dtype_size(src.weight_dtype);
   }
   DS_RETURN_IF_ERROR(convert_bias(src, w.get()));

@@ -15,7 +15,7 @@ namespace {
 
 void GpuBackend::embed(const EmbeddingTable& table, Act out) {
   ds::gpu::gather_rows(table.data, table.dtype, table.rows, table.dim, table.dim, step_.token_ids, step_.T, out.data,
-                       out.dtype, out.ld, rt_->stream());
+                       out.dtype, out.ld, rt_->stream(), table.first_row);
   check("embed", [&] { return std::string("T=" + std::to_string(step_.T) + " table=" + std::to_string(table.rows) + "x" +
                      std::to_string(table.dim) + " " + dtype_name(table.dtype) + " out=" + dims(out)); });
 }

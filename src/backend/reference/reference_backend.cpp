@@ -81,6 +81,7 @@ class ReferenceBackend : public Backend {
     w->n = src.n;
     w->k = src.k;
     w->src = src;
+    w->aliases_source = true;  // every op reads the checkpoint tensors
     if (src.bits < 16) {
       if (src.bits != 4 && src.bits != 8) return unsupported(src.name + ": " + std::to_string(src.bits) + "-bit weights");
       if (!src.qweight || !src.scales || (!src.sym && !src.qzeros))
@@ -124,8 +125,11 @@ class ReferenceBackend : public Backend {
   }
 
   void embed(const EmbeddingTable& t, Act out) override {
-    for (int64_t i = 0; i < m_.num_tokens(); ++i)
-      for (int64_t j = 0; j < t.dim; ++j) f(out)[i * out.ld + j] = read_elem(t.dtype, t.data, m_.token_ids[static_cast<size_t>(i)] * t.dim + j);
+    for (int64_t i = 0; i < m_.num_tokens(); ++i) {
+      const int64_t row = m_.token_ids[static_cast<size_t>(i)] - t.first_row;
+      const bool mine = row >= 0 && row < t.rows;  // a tensor-parallel rank holds rows of the table
+      for (int64_t j = 0; j < t.dim; ++j) f(out)[i * out.ld + j] = mine ? read_elem(t.dtype, t.data, row * t.dim + j) : 0.0f;
+    }
   }
   void rms_norm(Act x, const float* w, float eps, bool zc, Act out) override {
     for (int64_t r = 0; r < x.rows; ++r) kernels::rms_norm(f(x) + r * x.ld, w, 1, x.cols, eps, zc, f(out) + r * out.ld);
