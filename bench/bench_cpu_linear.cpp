@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
         s.scales = scales.data();
         s.scale_groups = K / 32;
       }
-      auto w = be.prepare_weight(s, {});
+      auto w = be.prepare_weight(s);
       if (!w) return 1;
       for (int64_t m : {1, 16, 128}) {
         const int reps = m == 1 ? 20 : (m == 16 ? 4 : 1);

@@ -40,3 +40,5 @@ bench=(--base-url "http://127.0.0.1:$port" --concurrency ${DS_BENCH_CONCURRENCY:
 [ -n "${DS_BENCH_PROMPTS:-}" ] && bench+=(--num-prompts "$DS_BENCH_PROMPTS")
 [ -n "${DS_BENCH_JSON:-}" ] && bench+=(--json "$DS_BENCH_JSON")
 python3 bench/bench_serve.py "${bench[@]}"
+# Tensor-parallel runs: rank 0's periodic share of step time spent in collectives.
+grep -h "tensor parallel (" "$log" | tail -3 || true

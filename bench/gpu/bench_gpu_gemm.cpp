@@ -128,7 +128,7 @@ std::vector<std::unique_ptr<PreparedWeight>> prepare_copies(GpuBackend& be, cons
   std::vector<std::unique_ptr<PreparedWeight>> ws;
   size_t total = 0;
   do {
-    ws.push_back(must(be.prepare_weight(src, {}), "prepare_weight " + src.name));
+    ws.push_back(must(be.prepare_weight(src), "prepare_weight " + src.name));
     total += ws.back()->bytes;
   } while (total < cold_bytes && ws.back()->bytes > 0);
   return ws;
@@ -214,7 +214,7 @@ void bench_moe(GpuBackend& be, const Options& o, double bw) {
     const HostWeight gu = host_weight(m.i, m.h, DType::kUnknown, rng),
                      dn = host_weight(m.h, m.i, DType::kUnknown, rng);
     auto add = [&](const WeightSource& src, std::vector<const PreparedWeight*>& list) {
-      owned.push_back(must(be.prepare_weight(src, {}), "prepare_weight " + src.name));
+      owned.push_back(must(be.prepare_weight(src), "prepare_weight " + src.name));
       list.push_back(owned.back().get());
     };
     for (int e = 0; e < m.experts; ++e) {

@@ -87,10 +87,13 @@ ds::Result<ds::server::ServedModel> load_real_model(const ds::server::ServeArgs&
   DS_INFO << "Loaded " << desc_ptr->path << " (" << mc.model_type << ", " << mc.num_layers << " layers, quant "
           << desc_ptr->quant_method << ") on " << m->backend_name() << " in " << t.seconds() << " s"
           << (ranks->size() > 1 ? " (rank 0 of " + std::to_string(ranks->size()) + ")" : "");
-  if (ranks->size() > 1)
-    served.model = std::make_unique<ds::model::TpLeaderModel>(std::move(m), ranks, step_deadline(env));
-  else
+  if (ranks->size() > 1) {
+    auto leader = std::make_unique<ds::model::TpLeaderModel>(std::move(m), ranks, step_deadline(env));
+    leader->report_collectives(sm.collectives);
+    served.model = std::move(leader);
+  } else {
     served.model = std::move(m);
+  }
   served.model_dir = desc_ptr->path;
   for (int64_t e : desc_ptr->generation.eos_token_ids) served.eos_token_ids.push_back(static_cast<int32_t>(e));
   if (served.eos_token_ids.empty())

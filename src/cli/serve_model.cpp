@@ -63,6 +63,10 @@ Result<ServingModel> load_model_for_serving(const model::ModelDesc& desc, const 
     DS_ASSIGN_OR_RETURN(comm, dist::nccl_communicator(ranks, ranks->rank(), *be));
   }
   ServingModel out;
+  if (tp > 1) {
+    out.collectives = std::make_shared<dist::TimedCommunicator>(comm);
+    comm = out.collectives;
+  }
   out.max_num_seqs = a.max_num_seqs;
   out.max_num_batched_tokens = a.max_num_batched_tokens;
   if (at_start && at_start->total_bytes >= (size_t{70} << 30) && be->name().find("A100") == std::string::npos) {

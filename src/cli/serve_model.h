@@ -11,6 +11,7 @@
 
 #include "deltaserve/core/status.h"
 #include "deltaserve/dist/communicator.h"
+#include "deltaserve/dist/timed_comm.h"
 #include "deltaserve/model/qwen35.h"
 #include "deltaserve/server/cli_args.h"
 #include "deltaserve/server/serve.h"
@@ -21,6 +22,7 @@ struct ServingModel {
   std::unique_ptr<model::Qwen35Model> model;
   int max_num_seqs = 0;  // after clamping to the state slots that fit
   int64_t max_num_batched_tokens = 0;
+  std::shared_ptr<dist::TimedCommunicator> collectives;  // the model's collectives, timed (TP > 1)
 };
 
 // ranks: this process's tensor-parallel group (single_rank() at TP 1; MPI ranks otherwise, which

@@ -71,10 +71,16 @@ void pin_local_rank(int local_rank, int ranks_here) {
   std::exit(1);
 }
 
+// The command line that starts the ranks: one host entry per node, TP / nnodes slots each.
 std::string mpirun_hint(const server::ServeArgs& a) {
-  return "mpirun -np " + std::to_string(a.tensor_parallel_size) + " -H host0:" +
-         std::to_string(a.tensor_parallel_size / std::max(1, a.nnodes)) + ",host1:... deltaserve serve MODEL -tp " +
-         std::to_string(a.tensor_parallel_size) + " --distributed-executor-backend mpi (README: tensor parallelism)";
+  const int tp = a.tensor_parallel_size, nodes = std::max(1, a.nnodes);
+  std::string hosts;
+  for (int n = 0; n < nodes && nodes > 1; ++n)
+    hosts += (n ? "," : " -H ") + (n < 2 || n + 1 == nodes ? "host" + std::to_string(n) + ":" + std::to_string(tp / nodes)
+                                                            : std::string("..."));
+  return "mpirun -np " + std::to_string(tp) + hosts + " deltaserve serve MODEL -tp " + std::to_string(tp) +
+         (nodes > 1 ? " --nnodes " + std::to_string(nodes) : "") +
+         " --distributed-executor-backend mpi (README: tensor parallelism)";
 }
 
 }  // namespace

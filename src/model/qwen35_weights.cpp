@@ -41,33 +41,6 @@ void release_quantized(const LinearWeight& w) {
   for (const TensorView* t : {&w.qweight, &w.qzeros, &w.scales, &w.g_idx}) release_pages(*t);
 }
 
-backend::WeightSource source_of(const LinearWeight& lw) {
-  backend::WeightSource s;
-  s.name = lw.name;
-  s.n = lw.out_features;
-  s.k = lw.in_features;
-  s.bits = lw.scheme.bits;
-  s.group_size = lw.scheme.group_size;
-  s.sym = lw.scheme.sym;
-  s.zeros_v2 = lw.scheme.zeros_v2;
-  if (lw.scheme.quantized()) {
-    s.qweight = static_cast<const int32_t*>(lw.qweight.data);
-    s.qzeros = lw.qzeros.present() ? static_cast<const int32_t*>(lw.qzeros.data) : nullptr;
-    s.scales = lw.scales.data;
-    s.scales_dtype = lw.scales.dtype;
-    s.scale_groups = lw.scales.shape.empty() ? 0 : lw.scales.shape[0];
-    s.g_idx = lw.g_idx.present() ? static_cast<const int32_t*>(lw.g_idx.data) : nullptr;
-  } else {
-    s.weight = lw.weight.data;
-    s.weight_dtype = lw.weight.dtype;
-  }
-  if (lw.bias.present()) {
-    s.bias = lw.bias.data;
-    s.bias_dtype = lw.bias.dtype;
-  }
-  return s;
-}
-
 // Collects the small fp32 parameters into one host array; their device addresses are patched in
 // once the whole array is uploaded as one buffer.
 struct ParamPack {
@@ -123,14 +96,14 @@ Status Qwen35Model::prepare_weights(const ModelDesc& desc) {
     if (lw.out_features != n || lw.in_features != k)
       return corrupt(lw.name + ": shape [" + std::to_string(lw.out_features) + ", " + std::to_string(lw.in_features) +
                      "], expected [" + std::to_string(n) + ", " + std::to_string(k) + "]");
-    const backend::WeightSource full = source_of(lw);
+    const backend::WeightSource full = weight_source(lw);
     std::unique_ptr<ShardedWeight> shard;
     if (tp > 1 && cut == Cut::kColumn) {
       DS_ASSIGN_OR_RETURN(shard, shard_column(full, spans.empty() ? column_spans(n, {}, rank, tp) : spans));
     } else if (tp > 1 && cut == Cut::kRow) {
       DS_ASSIGN_OR_RETURN(shard, shard_row(full, rank, tp));
     }
-    auto w = be_->prepare_weight(shard ? shard->src : full, {});
+    auto w = be_->prepare_weight(shard ? shard->src : full);
     if (w.is_ok() && shard && (*w)->aliases_source) shards_.push_back(std::move(shard));
     if (w.is_ok() && mapped) release_quantized(lw);
     return w;

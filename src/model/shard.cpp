@@ -49,6 +49,33 @@ void copy_rows(const void* src, size_t row_bytes, int64_t begin, int64_t count, 
 
 }  // namespace
 
+backend::WeightSource weight_source(const LinearWeight& lw) {
+  backend::WeightSource s;
+  s.name = lw.name;
+  s.n = lw.out_features;
+  s.k = lw.in_features;
+  s.bits = lw.scheme.bits;
+  s.group_size = lw.scheme.group_size;
+  s.sym = lw.scheme.sym;
+  s.zeros_v2 = lw.scheme.zeros_v2;
+  if (lw.scheme.quantized()) {
+    s.qweight = static_cast<const int32_t*>(lw.qweight.data);
+    s.qzeros = lw.qzeros.present() ? static_cast<const int32_t*>(lw.qzeros.data) : nullptr;
+    s.scales = lw.scales.data;
+    s.scales_dtype = lw.scales.dtype;
+    s.scale_groups = lw.scales.shape.empty() ? 0 : lw.scales.shape[0];
+    s.g_idx = lw.g_idx.present() ? static_cast<const int32_t*>(lw.g_idx.data) : nullptr;
+  } else {
+    s.weight = lw.weight.data;
+    s.weight_dtype = lw.weight.dtype;
+  }
+  if (lw.bias.present()) {
+    s.bias = lw.bias.data;
+    s.bias_dtype = lw.bias.dtype;
+  }
+  return s;
+}
+
 std::vector<Span> column_spans(int64_t n, const std::vector<int64_t>& blocks, int rank, int tp) {
   std::vector<Span> spans;
   int64_t base = 0;
@@ -179,8 +206,8 @@ Status check_tp_config(const ModelConfig& c, int tp) {
   if (tp < 1) return invalid_argument("tensor-parallel-size must be at least 1");
   DS_RETURN_IF_ERROR(tp_divides(c.num_heads, tp, "num_attention_heads"));
   if (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0)
-    return invalid_argument(tp_prefix(tp) + "num_key_value_heads " + std::to_string(c.num_kv_heads) +
-                            ": neither divides the other");
+    return invalid_argument("tensor-parallel-size " + std::to_string(tp) + " and num_key_value_heads " +
+                            std::to_string(c.num_kv_heads) + ": neither divides the other");
   DS_RETURN_IF_ERROR(tp_divides(c.linear_num_key_heads, tp, "linear_num_key_heads"));
   DS_RETURN_IF_ERROR(tp_divides(c.linear_num_value_heads, tp, "linear_num_value_heads"));
   DS_RETURN_IF_ERROR(tp_divides(c.vocab_size, tp, "vocab_size"));

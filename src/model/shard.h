@@ -14,6 +14,9 @@
 
 namespace ds::model {
 
+// A checkpoint Linear as the backends take it (views of the checkpoint's tensors).
+backend::WeightSource weight_source(const LinearWeight& lw);
+
 // Rows [begin, begin + size) of a weight's output features, or columns of its input features.
 struct Span {
   int64_t begin = 0, size = 0;

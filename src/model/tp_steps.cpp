@@ -170,7 +170,29 @@ Result<StepOutput> TpLeaderModel::forward(const StepPlan& plan) {
     failed_ = true;  // a collective failed: a rank is gone
     return s;
   }
-  return model_->forward(plan);
+  const int64_t t0 = now_ms();
+  auto out = model_->forward(plan);
+  maybe_report(static_cast<double>(now_ms() - t0) * 1e-3);
+  return out;
+}
+
+void TpLeaderModel::maybe_report(double step_seconds) {
+  if (!timed_) return;
+  const int64_t now = now_ms();
+  if (window_.began_ms == 0) {
+    window_.began_ms = now;
+    window_.coll_s = timed_->seconds();
+    window_.coll_calls = timed_->calls();
+  }
+  ++window_.steps;
+  window_.step_s += step_seconds;
+  if (now - window_.began_ms < 10000) return;
+  const double coll = timed_->seconds() - window_.coll_s;
+  const int64_t calls = timed_->calls() - window_.coll_calls;
+  DS_INFO << "tensor parallel (" << comm_->size() << " ranks, " << timed_->name() << "): " << window_.steps
+          << " steps in " << window_.step_s << " s, collectives " << calls << " calls " << coll << " s = "
+          << (window_.step_s > 0 ? 100.0 * coll / window_.step_s : 0.0) << "% of step time";
+  window_ = Window{};
 }
 
 Status TpLeaderModel::stop() {

@@ -265,7 +265,7 @@ TEST(BackendOps, LinearRouterExpertsAndSampling) {
     backend::CacheSpec none;
     compare("linear gptq int4 act-order asym", st, none, [&](int64_t T) { return std::vector<Buf>{rnd(T, 64, 1), rnd(T, 40, 0)}; },
             [&](Backend& be, std::vector<Buf>& b) {
-              auto w = be.prepare_weight(src, {});
+              auto w = be.prepare_weight(src);
               ASSERT_TRUE(w.is_ok()) << w.status().message();
               be.linear(**w, b[0].act(), b[1].act());
             }, 1e-4, /*quantized=*/true);
@@ -283,7 +283,7 @@ TEST(BackendOps, LinearRouterExpertsAndSampling) {
                 s.k = e % 3 == 2 ? 40 : 64;
                 s.weight_dtype = DType::kF32;
                 s.weight = ws[static_cast<size_t>(e)].data();
-                keep.push_back(std::move(be.prepare_weight(s, {}).value()));
+                keep.push_back(std::move(be.prepare_weight(s).value()));
                 (e % 3 == 0 ? g : e % 3 == 1 ? u : d).push_back(keep.back().get());
               }
               EXPECT_TRUE(be.prepare_experts(g.data(), u.data(), d.data(), E).is_ok());

@@ -49,7 +49,7 @@ void check_linear(const WeightSource& src, const std::vector<double>& W, const c
   const auto ref = ref_linear(W, src.n, src.k, x, m, &mag);
   for (CpuIsa isa : isas()) {
     CpuBackend be(isa);
-    auto w = be.prepare_weight(src, {});
+    auto w = be.prepare_weight(src);
     ASSERT_TRUE(w.is_ok()) << w.status().message();
     std::vector<float> y(static_cast<size_t>(m * src.n));
     be.linear(**w, test::host_act(x.data(), m, src.k), test::host_act(y.data(), m, src.n));
@@ -135,9 +135,9 @@ TEST(CpuLinear, RejectsBadInput) {
   s.n = 8;
   s.k = 8;
   s.bits = 3;
-  EXPECT_EQ(be.prepare_weight(s, {}).status().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(be.prepare_weight(s).status().code(), ErrorCode::kUnsupported);
   s.bits = 4;
-  EXPECT_EQ(be.prepare_weight(s, {}).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(be.prepare_weight(s).status().code(), ErrorCode::kInvalidArgument);
   const auto t = test::make_gptq(16, 64, 4, 32, true, false, false, 1);
   std::vector<int32_t> gi(t.g_idx);
   gi[3] = 99;
@@ -147,7 +147,7 @@ TEST(CpuLinear, RejectsBadInput) {
   s.scales = t.scales.data();
   s.scale_groups = t.G;
   s.g_idx = gi.data();
-  EXPECT_EQ(be.prepare_weight(s, {}).status().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(be.prepare_weight(s).status().code(), ErrorCode::kCorrupt);
 }
 
 // --- Gated delta rule ---
@@ -397,7 +397,7 @@ TEST(CpuOps, MoeExpertsMatchDenseReference) {
     s.k = k;
     s.weight_dtype = DType::kF32;
     s.weight = w.data();
-    keep.push_back(std::move(be.prepare_weight(s, {}).value()));
+    keep.push_back(std::move(be.prepare_weight(s).value()));
     return keep.back().get();
   };
   for (int64_t e = 0; e < E; ++e) {

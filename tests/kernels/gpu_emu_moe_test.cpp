@@ -81,7 +81,7 @@ void linear_case(int64_t M, int64_t N, int64_t K, DType act, DType wt, bool with
   check(name, act, tol, tol, [&](Backend& be) {
     const DType dt = be.activation_dtype();
     Dev d{be, {}};
-    auto pw = be.prepare_weight(dense_source(w, wt, N, K, with_bias ? &bias : nullptr), {}).value();
+    auto pw = be.prepare_weight(dense_source(w, wt, N, K, with_bias ? &bias : nullptr)).value();
     const Act xa = d.put(x, dt, M, K, K + 3);  // a strided view, as the model's column views
     const Act ya = d.put(std::vector<float>(static_cast<size_t>(M * (N + 1)), 0.0f), y_f32 ? DType::kF32 : dt, M, N, N + 1);
     be.linear(*pw, xa, ya);
@@ -115,8 +115,8 @@ TEST(GpuEmuLinear, SharedInput) {
   const auto w2 = as_bytes(rnd(17 * K, 6, DType::kBF16, 0.2f), DType::kBF16);
   check("linear_shared_input", DType::kF32, 1e-5, 1e-5, [&](Backend& be) {
     Dev d{be, {}};
-    auto p1 = be.prepare_weight(dense_source(w1, DType::kBF16, 30, K, nullptr), {}).value();
-    auto p2 = be.prepare_weight(dense_source(w2, DType::kBF16, 17, K, nullptr), {}).value();
+    auto p1 = be.prepare_weight(dense_source(w1, DType::kBF16, 30, K, nullptr)).value();
+    auto p2 = be.prepare_weight(dense_source(w2, DType::kBF16, 17, K, nullptr)).value();
     const Act xa = d.put(x, DType::kF32, M, K, K);
     const Act y[2] = {d.put(std::vector<float>(M * 30, 0.0f), DType::kF32, M, 30, 30),
                       d.put(std::vector<float>(M * 17, 0.0f), DType::kF32, M, 17, 17)};
@@ -174,11 +174,11 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, DType act, 
     std::vector<std::unique_ptr<backend::PreparedWeight>> owned;
     std::vector<const backend::PreparedWeight*> g, u, dn;
     for (int e = 0; e < E; ++e) {
-      owned.push_back(be.prepare_weight(dense_source(wg[static_cast<size_t>(e)], wt, I, H, nullptr), {}).value());
+      owned.push_back(be.prepare_weight(dense_source(wg[static_cast<size_t>(e)], wt, I, H, nullptr)).value());
       g.push_back(owned.back().get());
-      owned.push_back(be.prepare_weight(dense_source(wu[static_cast<size_t>(e)], wt, I, H, nullptr), {}).value());
+      owned.push_back(be.prepare_weight(dense_source(wu[static_cast<size_t>(e)], wt, I, H, nullptr)).value());
       u.push_back(owned.back().get());
-      owned.push_back(be.prepare_weight(dense_source(wd[static_cast<size_t>(e)], wt, H, I, nullptr), {}).value());
+      owned.push_back(be.prepare_weight(dense_source(wd[static_cast<size_t>(e)], wt, H, I, nullptr)).value());
       dn.push_back(owned.back().get());
     }
     return run_moe_layer(d, x, logits, T, H, E, top_k, g, u, dn);

@@ -97,7 +97,7 @@ void linear_case(int64_t M, const Gptq& w, DType act, const std::string& what) {
   const double tol = act == DType::kF16 ? 4e-3 : 3e-2;
   run("quantized linear " + what, act, tol, [&](Backend& be) {
     Dev d{be, {}};
-    auto pw = be.prepare_weight(w.source(), {});
+    auto pw = be.prepare_weight(w.source());
     EXPECT_TRUE(pw.is_ok()) << pw.status().message();
     if (!pw.is_ok()) return std::vector<float>{};
     const DType dt = be.activation_dtype();
@@ -147,7 +147,7 @@ void experts_case(int64_t T, int E, int top_k, int64_t H, int64_t I, int bits, i
     std::vector<const backend::PreparedWeight*> g, u, dn;
     for (int e = 0; e < E; ++e) {
       for (auto* set : {&wg, &wu, &wd}) {
-        owned.push_back(be.prepare_weight((*set)[static_cast<size_t>(e)].source(), {}).value());
+        owned.push_back(be.prepare_weight((*set)[static_cast<size_t>(e)].source()).value());
         (set == &wg ? g : set == &wu ? u : dn).push_back(owned.back().get());
       }
     }

@@ -102,7 +102,11 @@ TEST(ServeArgs, UdsPathIsHonoured) {
 TEST(ServeArgs, RefusalsAndErrorsNameTheFlag) {
   EXPECT_NE(parse_err({"/m", "--enable-auto-tool-choice"}).find("--tool-call-parser"), std::string::npos);
   EXPECT_NE(parse_err({"/m", "--tool-call-parser", "hermes"}).find("invalid tool call parser"), std::string::npos);
-  EXPECT_NE(parse_err({"/m", "-tp", "2"}).find("tensor-parallel-size"), std::string::npos);
+  EXPECT_NE(parse_err({"/m", "-tp", "0"}).find("tensor-parallel-size"), std::string::npos);
+  EXPECT_NE(parse_err({"/m", "-tp", "2", "--distributed-executor-backend", "ray"}).find("'ray' is not used"),
+            std::string::npos);
+  EXPECT_NE(parse_err({"/m", "--distributed-executor-backend", "torch"}).find("invalid choice"), std::string::npos);
+  EXPECT_NE(parse_err({"/m", "--master-port", "70000"}).find("master-port"), std::string::npos);
   EXPECT_NE(parse_err({"/m", "--max-model-len", "lots"}).find("max-model-len"), std::string::npos);
   EXPECT_NE(parse_err({"/m", "--ssl-keyfile", "k.pem"}).find("TLS"), std::string::npos);
   EXPECT_NE(parse_err({"/m", "--kv-cache-dtype", "fp8"}).find("fp8"), std::string::npos);
@@ -194,4 +198,15 @@ TEST(DecodeGraphPlan, VllmDefaultsAndOverrides) {
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("cudagraph_mode"), std::string::npos);
   EXPECT_NE(parse_err({"/m", "--compilation-config", "[1, 2]"}).find("compilation-config"), std::string::npos);
+}
+
+TEST(ServeArgs, TensorParallelAndMultiNodeFlags) {
+  auto a = parse_ok({"/m", "-tp", "4", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1",
+                     "--master-port", "29501", "--distributed-executor-backend", "mpi"});
+  EXPECT_EQ(a.tensor_parallel_size, 4);
+  EXPECT_EQ(a.nnodes, 2);
+  EXPECT_EQ(a.node_rank, 1);
+  EXPECT_EQ(a.master_addr, "10.0.0.1");
+  EXPECT_EQ(a.master_port, 29501);
+  EXPECT_EQ(a.distributed_executor_backend, "mpi");
 }

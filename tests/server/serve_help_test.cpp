@@ -44,7 +44,7 @@ TEST(ServeHelp, ShowsDescriptionDefaultAndPolicy) {
   EXPECT_NE(help_line(help, "max-num-seqs").find("(default: 256)"), std::string::npos);
   EXPECT_NE(help_line(help, "enable-auto-tool-choice").find("--no-enable-auto-tool-choice"), std::string::npos);
   EXPECT_NE(help_line(help, "swap-space").find("[ignored: "), std::string::npos);
-  EXPECT_NE(help_line(help, "tensor-parallel-size").find("[limited: "), std::string::npos);
+  EXPECT_NE(help_line(help, "pipeline-parallel-size").find("[limited: "), std::string::npos);
   size_t lines = 0;
   for (char c : help) lines += c == '\n';
   EXPECT_GE(lines, flag_specs().size());

@@ -17,16 +17,6 @@
 
 namespace ds::backend {
 
-// Where a weight sits in a tensor-parallel layout (tensor-parallel.md): column-parallel layers split
-// their output features, row-parallel layers their input features (their partial outputs are
-// all-reduced by the Communicator); replicated weights are whole on every rank.
-enum class TpSplit : uint8_t { kReplicated, kColumn, kRow };
-struct TpShard {
-  TpSplit split = TpSplit::kReplicated;
-  int rank = 0;
-  int size = 1;
-};
-
 // One checkpoint Linear as stored (y = x W^T + b, W [n][k]), independent of the model layer.
 // bits 16: dense `weight` [n][k] of weight_dtype. bits 4/8: GPTQ tensors (kernels-formats.md §1.1):
 // qweight int32 [k*bits/32][n], qzeros int32 [groups][n*bits/32] (ignored when sym), scales fp16
@@ -190,7 +180,9 @@ class Backend {
   virtual void* native_stream() const { return nullptr; }
 
   // --- load time ---
-  virtual Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src, const TpShard& shard) = 0;
+  // A whole weight in this backend's layout. Under tensor parallelism the model hands each rank its
+  // shard as a whole weight (src/model/shard.cpp): backends never learn about ranks.
+  virtual Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src) = 0;
   virtual Status allocate_cache(const CacheSpec& spec) = 0;
   virtual size_t cache_bytes() const = 0;
   virtual Status reserve_step(const StepLimits& limits) = 0;

@@ -53,7 +53,7 @@ class CpuBackend : public Backend {
   void fill_zero(void* dst, size_t bytes) override;
   void synchronize() override {}
 
-  Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src, const TpShard& shard) override;
+  Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src) override;
   Status allocate_cache(const CacheSpec& spec) override;
   size_t cache_bytes() const override;
   Status reserve_step(const StepLimits& limits) override;

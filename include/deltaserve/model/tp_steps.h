@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "deltaserve/dist/communicator.h"
+#include "deltaserve/dist/timed_comm.h"
 #include "deltaserve/model/step_plan.h"
 
 namespace ds::model {
@@ -42,8 +43,12 @@ class TpLeaderModel : public Model {
   bool healthy() const override { return !failed_.load(); }
   // Tells the followers to return (once; the destructor sends it when not sent yet).
   Status stop();
+  // The model's collectives, timed: every 10 s with steps, the log gives the share of step time
+  // they took (like vLLM's periodic throughput line).
+  void report_collectives(std::shared_ptr<dist::TimedCommunicator> timed) { timed_ = std::move(timed); }
 
  private:
+  void maybe_report(double step_seconds);
   void watch();
 
   std::unique_ptr<Model> owned_;
@@ -60,6 +65,12 @@ class TpLeaderModel : public Model {
   std::condition_variable cv_;
   bool quit_ = false;
   std::thread watchdog_;
+  std::shared_ptr<dist::TimedCommunicator> timed_;
+  struct Window {
+    int64_t steps = 0, began_ms = 0;
+    double step_s = 0, coll_s = 0;
+    int64_t coll_calls = 0;
+  } window_;
 };
 
 // A follower's loop: runs every plan rank 0 broadcasts until it sends the stop. A step that fails

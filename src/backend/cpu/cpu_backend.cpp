@@ -54,10 +54,7 @@ void CpuBackend::copy_rows(void* dst, size_t dst_pitch, const void* src, size_t 
 
 // --- load time ---
 
-Result<std::unique_ptr<PreparedWeight>> CpuBackend::prepare_weight(const WeightSource& src, const TpShard& shard) {
-  if (shard.size != 1)
-    return unsupported(src.name + ": the CPU backend does not shard weights yet (tensor parallel size " +
-                       std::to_string(shard.size) + ")");
+Result<std::unique_ptr<PreparedWeight>> CpuBackend::prepare_weight(const WeightSource& src) {
   auto r = prepare_cpu_weight(src);
   if (!r) return r.status();
   return std::unique_ptr<PreparedWeight>(std::move(r).value());

@@ -86,8 +86,7 @@ void GpuBackend::synchronize() {
   if (!s.is_ok()) op_fail("synchronize", "at the step boundary: " + s.message());
 }
 
-Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightSource& src, const TpShard& shard) {
-  if (shard.size > 1) return unsupported(src.name + ": tensor-parallel shards are not supported by the GPU backend yet");
+Result<std::unique_ptr<PreparedWeight>> GpuBackend::prepare_weight(const WeightSource& src) {
   if (src.bits != 16) {
     if ((src.bits != 4 && src.bits != 8) || src.qweight == nullptr || src.scales == nullptr || src.n <= 0 ||
         src.k <= 0 || src.k % (32 / src.bits) != 0 || src.scale_groups <= 0 ||

@@ -114,7 +114,7 @@ class GpuBackend final : public Backend {
   void synchronize() override;
   void* native_stream() const override { return rt_->stream(); }
 
-  Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src, const TpShard& shard) override;
+  Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src) override;
   Status allocate_cache(const CacheSpec& spec) override;
   size_t cache_bytes() const override;
   Status reserve_step(const StepLimits& limits) override;

@@ -79,7 +79,7 @@ Setup dense_weights(std::vector<std::pair<int64_t, int64_t>> shapes, int64_t tab
       src.k = k;
       src.weight_dtype = DType::kBF16;
       src.weight = st->host.back().data();
-      auto p = be.prepare_weight(src, {});
+      auto p = be.prepare_weight(src);
       if (!p.is_ok()) return nullptr;  // the case fails: no outputs
       st->w.push_back(std::move(p).value());
       st->ptr.push_back(st->w.back().get());
@@ -146,7 +146,7 @@ Setup gptq_weights(std::vector<std::pair<int64_t, int64_t>> shapes, GptqSpec spe
       src.scales = sc.data();
       src.scale_groups = groups;
       src.g_idx = gi.empty() ? nullptr : gi.data();
-      auto p = be.prepare_weight(src, {});
+      auto p = be.prepare_weight(src);
       if (!p.is_ok()) return nullptr;
       st->w.push_back(std::move(p).value());
       st->ptr.push_back(st->w.back().get());

@@ -74,8 +74,7 @@ class ReferenceBackend : public Backend {
   }
   void synchronize() override {}
 
-  Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src, const TpShard& shard) override {
-    if (shard.size != 1) return unsupported(src.name + ": the reference backend does not shard weights");
+  Result<std::unique_ptr<PreparedWeight>> prepare_weight(const WeightSource& src) override {
     if (src.n <= 0 || src.k <= 0) return invalid_argument(src.name + ": empty weight");
     auto w = std::make_unique<RefWeight>();
     w->n = src.n;
