@@ -16,6 +16,8 @@ the way the seeds are (research/kernels-formats.md §1.4-1.5, data/PROVENANCE.md
   27b-int4                    dense; every projection (btbtyler09's 27B GPTQ) except in_proj_a/b
                               (N = 48; every quantizer keeps them 16-bit)
   122b-a10b-int4              routed experts only (shared experts stay 16-bit as in Intel's AutoRound)
+  tiny-moe-int4, tiny-dense-int4  not seeds: hidden 128, 4 layers, heads and int4 g32 groups that
+                              split four ways, the real vocabulary (the seeds' -tp 4 / -tp 2 tests)
 Always bf16: embeddings, lm_head (untied), the router (mlp.gate), shared_expert_gate, norms, conv1d.
 --layers N overrides the depth (a shortened model when time is short); --bits / --group-size override
 the preset's.
@@ -59,8 +61,29 @@ def shapes_122b_a10b(layers=48):
                 dk=128, dv=128, experts=256, topk=8, moe_i=1024, shared_i=1024, dense_i=0, layers=layers)
 
 
+def shapes_tiny_moe(layers=4):
+    # Not a seed: the smallest Qwen3.5 MoE whose heads, experts and int4 g32 groups split four ways
+    # (tensor-parallel tests of the seeds' -tp 4 / -tp 2 command lines), with the real vocabulary.
+    return dict(vocab=248320, hidden=128, heads=8, kv_heads=2, head_dim=64, k_heads=4, v_heads=8,
+                dk=32, dv=32, experts=8, topk=2, moe_i=128, shared_i=128, dense_i=0, layers=layers)
+
+
+def shapes_tiny_dense(layers=4):
+    return dict(vocab=248320, hidden=128, heads=8, kv_heads=2, head_dim=64, k_heads=4, v_heads=8,
+                dk=32, dv=32, experts=0, topk=0, moe_i=0, shared_i=0, dense_i=256, layers=layers)
+
+
+def mrope_section(head_dim):
+    # (t, h, w) rotary pairs summing to rotary_dim / 2 = head_dim / 8: Qwen3.5's [11, 11, 10] at 256.
+    half = head_dim // 8
+    a = (half * 11 + 16) // 32
+    return [a, a, half - 2 * a]
+
+
 # name -> (shapes, bits, what is quantized: "all" large Linears or routed "experts" only)
 PRESETS = {
+    "tiny-moe-int4": (shapes_tiny_moe, 4, "experts"),
+    "tiny-dense-int4": (shapes_tiny_dense, 4, "all"),
     "35b-a3b-int8": (shapes_35b_a3b, 8, "experts"),
     "35b-a3b-int4": (shapes_35b_a3b, 4, "experts"),
     "27b-int4": (shapes_27b, 4, "all"),
@@ -233,7 +256,7 @@ def config_json(s, layers, bits, gs, dense, quantize):
         "mamba_ssm_dtype": "float32", "mtp_num_hidden_layers": 0, "dtype": "bfloat16",
         "partial_rotary_factor": 0.25,
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25,
-                            "mrope_section": [11, 11, 10], "mrope_interleaved": True},
+                            "mrope_section": mrope_section(s["head_dim"]), "mrope_interleaved": True},
     }
     if dense:
         text["intermediate_size"] = s["dense_i"]
