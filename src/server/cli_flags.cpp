@@ -27,6 +27,15 @@ Status to_int(const std::string& flag, const std::string& v, int64_t* out) {
   return Status::ok();
 }
 
+// An int flag within [lo, hi]; the error states the range.
+Status to_int_in(const std::string& flag, const std::string& v, int64_t lo, int64_t hi, int* out) {
+  int64_t n;
+  DS_RETURN_IF_ERROR(to_int(flag, v, &n));
+  if (n < lo || n > hi) return bad(flag, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+  *out = static_cast<int>(n);
+  return Status::ok();
+}
+
 Status to_double(const std::string& flag, const std::string& v, double* out) {
   try {
     size_t pos = 0;
@@ -188,11 +197,7 @@ std::vector<FlagSpec> build() {
   }));
   // --- parallelism / memory / scheduling ---
   t.push_back(honour("tensor-parallel-size", K::kInt, [](ServeArgs& a, const FlagValue& v) {
-    int64_t n;
-    DS_RETURN_IF_ERROR(to_int("tensor-parallel-size", v.text, &n));
-    if (n < 1 || n > 1024) return bad("tensor-parallel-size", "must be between 1 and 1024");
-    a.tensor_parallel_size = static_cast<int>(n);
-    return Status::ok();
+    return to_int_in("tensor-parallel-size", v.text, 1, 1024, &a.tensor_parallel_size);
   }));
   t.push_back(honour("distributed-executor-backend", K::kString, [](ServeArgs& a, const FlagValue& v) {
     if (v.text == "ray")
@@ -205,26 +210,14 @@ std::vector<FlagSpec> build() {
     return Status::ok();
   }));
   t.push_back(honour("nnodes", K::kInt, [](ServeArgs& a, const FlagValue& v) {
-    int64_t n;
-    DS_RETURN_IF_ERROR(to_int("nnodes", v.text, &n));
-    if (n < 1 || n > 1024) return bad("nnodes", "must be between 1 and 1024");
-    a.nnodes = static_cast<int>(n);
-    return Status::ok();
+    return to_int_in("nnodes", v.text, 1, 1024, &a.nnodes);
   }));
   t.push_back(honour("node-rank", K::kInt, [](ServeArgs& a, const FlagValue& v) {
-    int64_t n;
-    DS_RETURN_IF_ERROR(to_int("node-rank", v.text, &n));
-    if (n < 0 || n > 1023) return bad("node-rank", "must be between 0 and 1023");
-    a.node_rank = static_cast<int>(n);
-    return Status::ok();
+    return to_int_in("node-rank", v.text, 0, 1023, &a.node_rank);
   }));
   t.push_back(honour("master-addr", K::kString, [](ServeArgs& a, const FlagValue& v) { a.master_addr = v.text; return Status::ok(); }));
   t.push_back(honour("master-port", K::kInt, [](ServeArgs& a, const FlagValue& v) {
-    int64_t n;
-    DS_RETURN_IF_ERROR(to_int("master-port", v.text, &n));
-    if (n < 1 || n > 65535) return bad("master-port", "must be a port number");
-    a.master_port = static_cast<int>(n);
-    return Status::ok();
+    return to_int_in("master-port", v.text, 1, 65535, &a.master_port);
   }));
   t.push_back(refuse_if("pipeline-parallel-size", K::kInt, [](const FlagValue& v) { return v.text != "1"; }, "pipeline parallelism is not supported"));
   t.push_back(refuse_if("data-parallel-size", K::kInt, [](const FlagValue& v) { return v.text != "1"; }, "data parallelism is not supported; run several servers"));
