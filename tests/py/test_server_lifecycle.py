@@ -72,8 +72,10 @@ def test_cli_refusals(tmp_path):
     script = write_script(tmp_path)
     r = run_cli([str(tmp_path), "--test-scripted-output", script])  # env var missing
     assert r.returncode == 2 and "DS_ENABLE_TEST_SCRIPTED_OUTPUT" in r.stderr
-    r = run_cli([str(tmp_path), "--test-scripted-output", script, "-tp", "2"], env=ENV)
-    assert r.returncode == 2 and "tensor" in r.stderr
+    r = run_cli([str(tmp_path), "--test-scripted-output", script, "-tp", "0"], env=ENV)
+    assert r.returncode == 2 and "tensor-parallel-size" in r.stderr
+    r = run_cli([str(tmp_path), "--test-scripted-output", script, "-tp", "2"], env=ENV)  # the scripted model: one rank
+    assert r.returncode == 1 and "tensor-parallel-size must be 1" in r.stderr
     r = run_cli([str(tmp_path), "--enable-auto-tool-choice"], env=ENV)
     assert r.returncode == 2 and "--tool-call-parser" in r.stderr
     r = run_cli([str(tmp_path), "--tool-call-parser", "nope"], env=ENV)

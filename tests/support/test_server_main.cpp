@@ -50,6 +50,8 @@ Result<ServedModel> make_scripted_model(const std::string& script_path, const ds
                                         const ds::server::Environment& env, ds::server::ServerConfig* sc) {
   if (script_path.empty())
     return ds::invalid_argument("deltaserve_test_server serves only the scripted model: pass --test-scripted-output FILE");
+  if (a.tensor_parallel_size != 1)
+    return ds::invalid_argument("the scripted test model runs on one rank: --tensor-parallel-size must be 1");
   DS_WARN << "TEST ONLY: serving the scripted model from " << script_path << " (no real weights are loaded)";
   ServedModel served;
   served.model_dir = a.model;
