@@ -112,11 +112,17 @@ def test_sigterm_stops_every_rank(tmp_path):
 def test_killed_rank_ends_the_server_with_its_rank_named(tmp_path):
     s = start(tmp_path, "kill")
     pids = sorted(rank_pids(s))
-    os.kill(pids[-1], signal.SIGKILL)  # the later-started rank: rank 1
-    try:
-        rc = s.proc.wait(timeout=60)
-    finally:
-        s.stop()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lambda: complete_ids(s, [1, 2, 3], 400, timeout=60))  # mid-request
+        time.sleep(1.0)
+        assert not pending.done(), "the request finished before the kill"
+        os.kill(pids[-1], signal.SIGKILL)  # the later-started rank: rank 1
+        try:
+            rc = s.proc.wait(timeout=60)
+        finally:
+            s.stop()
+        with pytest.raises(Exception):
+            pending.result(timeout=30)  # the client sees the connection fail, not a hang
     assert rc != 0
     log = s.read_log()
     assert "rank 1" in log and ("exited on signal 9" in log or "Killed" in log), log
