@@ -5,8 +5,11 @@
 // [T][H] partial), so every rank gathers every partial and sums them itself in rank order 0..n-1.
 #include "deltaserve/dist/mpi_comm.h"
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
+#include <thread>
 #include <cstdlib>
 #include <initializer_list>
 
@@ -106,9 +109,21 @@ class MpiCommunicator : public Communicator {
     return Status::ok();
   }
 
+  // Non-blocking and polled with a growing sleep (up to 1 ms): a follower rank waiting for rank 0's
+  // next step plan while the server is idle must not spin a core, and a busy decode loop, whose
+  // plans come back to back, waits at most a few microseconds more.
   Status broadcast_host(void* data, size_t bytes, int root) override {
     DS_RETURN_IF_ERROR(count_fits(bytes, "broadcast_host"));
-    return mpi_status(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_), "broadcast_host");
+    MPI_Request req;
+    DS_RETURN_IF_ERROR(
+        mpi_status(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_, &req), "broadcast_host"));
+    int sleep_us = 0;
+    for (int done = 0;;) {
+      DS_RETURN_IF_ERROR(mpi_status(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "broadcast_host"));
+      if (done) return Status::ok();
+      if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+      sleep_us = sleep_us == 0 ? 1 : std::min(1000, sleep_us * 2);
+    }
   }
 
   Status all_gather_host(const void* mine, size_t bytes, void* all) override {
