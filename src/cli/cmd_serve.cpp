@@ -1,8 +1,6 @@
 // `deltaserve serve MODEL [flags]`: the `vllm serve` drop-in. The serve code (vLLM's flags, the
 // engine thread, the HTTP server, clean shutdown on SIGINT / SIGTERM) is ds::server::serve_main;
 // this file gives it the model: the checkpoint, its tokenizer and the runtime (serve_model.cpp).
-#include <unistd.h>
-
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -103,12 +101,11 @@ ds::Result<ds::server::ServedModel> load_real_model(const ds::server::ServeArgs&
 
 // A rank other than 0: the same model load (same flags, same collectives), then the steps rank 0
 // broadcasts until it stops. SIGINT / SIGTERM are rank 0's to handle (mpirun forwards them to all).
-int follow_rank_0(const std::vector<std::string>& argv, const ds::server::Environment& env,
+int follow_rank_0(const ds::server::ServeArgs& a, const ds::server::Environment& env,
                   const std::shared_ptr<ds::dist::Communicator>& ranks) {
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGTERM, SIG_IGN);
   auto run = [&]() -> ds::Status {
-    DS_ASSIGN_OR_RETURN(ds::server::ServeArgs a, ds::server::parse_serve_args(argv, env));
     ds::model::LoadOptions lo;
     lo.revision = a.revision;
     DS_ASSIGN_OR_RETURN(ds::model::ModelDesc desc, ds::model::load_model(a.model, lo));
@@ -125,13 +122,8 @@ int follow_rank_0(const std::vector<std::string>& argv, const ds::server::Enviro
 }
 
 int serve_command(const std::vector<std::string>& argv) {
-  ds::server::Environment env;
-  for (char** e = environ; e && *e; ++e) {
-    const std::string kv = *e;
-    const size_t eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  auto parsed = ds::server::parse_serve_args(argv, env);
+  const ds::server::Environment env = ds::server::read_env();
+  auto parsed = ds::server::parse_serve_args(argv, env);  // bad flags: serve_main reports them
   std::shared_ptr<ds::dist::Communicator> ranks = ds::dist::single_rank();
   if (parsed && !parsed->help && parsed->tensor_parallel_size > 1) {
     auto joined = ds::cli::join_tp_ranks(*parsed, argv);  // may replace this process with mpirun
@@ -139,13 +131,13 @@ int serve_command(const std::vector<std::string>& argv) {
       std::fprintf(stderr, "deltaserve serve: error: %s\n", joined.status().message().c_str());
       return 1;
     }
-    ranks = joined->ranks;
+    ranks = *joined;
   }
   int rc = 0;
   if (ranks->rank() == 0) {
     rc = ds::server::serve_main(argv, [&](const auto& a, const auto& e, auto* sc) { return load_real_model(a, e, sc, ranks); });
   } else {
-    rc = follow_rank_0(argv, env, ranks);
+    rc = follow_rank_0(*parsed, env, ranks);
   }
   if (ranks->size() > 1) {
     ranks.reset();

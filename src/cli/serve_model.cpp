@@ -9,6 +9,7 @@
 #include "deltaserve/dist/communicator.h"
 #include "deltaserve/dist/nccl_comm.h"
 #include "deltaserve/engine/kv_cache.h"
+#include "deltaserve/model/model_walk.h"
 #include "model_factory.h"
 
 namespace ds::cli {
@@ -27,7 +28,7 @@ std::string gib(int64_t b) {
 engine::CachePlanInput cache_geometry(const model::ModelConfig& mc, int block_size, size_t kv_elem_bytes, int tp) {
   int n_attn = 0, n_gdn = 0;
   for (auto k : mc.layer_types) (k == model::LayerKind::kFullAttention ? n_attn : n_gdn)++;
-  const int kv_heads = mc.num_kv_heads >= tp ? mc.num_kv_heads / tp : 1;
+  const int kv_heads = model::kv_heads_per_rank(mc.num_kv_heads, tp);
   engine::CachePlanInput in;
   in.block_size = block_size;
   in.kv_block_bytes = std::max<int64_t>(1, int64_t{n_attn} * 2 * block_size * kv_heads * mc.head_dim *

@@ -85,14 +85,13 @@ std::string mpirun_hint(const server::ServeArgs& a) {
 
 }  // namespace
 
-Result<TpProcess> join_tp_ranks(const server::ServeArgs& a, const std::vector<std::string>& argv) {
-  TpProcess p;
+Result<std::shared_ptr<dist::Communicator>> join_tp_ranks(const server::ServeArgs& a,
+                                                          const std::vector<std::string>& argv) {
   const int tp = a.tensor_parallel_size;
   const std::string& backend = a.distributed_executor_backend;
   if (tp == 1) {
     if (a.nnodes > 1) return invalid_argument("--nnodes " + std::to_string(a.nnodes) + " needs --tensor-parallel-size > 1");
-    p.ranks = dist::single_rank();
-    return p;
+    return dist::single_rank();
   }
   if (backend == "uni") return invalid_argument("--distributed-executor-backend uni runs one rank; --tensor-parallel-size is " + std::to_string(tp));
   if (tp % a.nnodes != 0)
@@ -103,15 +102,15 @@ Result<TpProcess> join_tp_ranks(const server::ServeArgs& a, const std::vector<st
     exec_under_mpirun(tp, argv);
   }
   pin_local_rank(dist::mpi_local_rank(), tp / a.nnodes);
-  DS_ASSIGN_OR_RETURN(p.ranks, dist::mpi_world());
-  if (p.ranks->size() != tp)
-    return invalid_argument("mpirun started " + std::to_string(p.ranks->size()) + " processes but --tensor-parallel-size is " +
+  DS_ASSIGN_OR_RETURN(std::shared_ptr<dist::Communicator> ranks, dist::mpi_world());
+  if (ranks->size() != tp)
+    return invalid_argument("mpirun started " + std::to_string(ranks->size()) + " processes but --tensor-parallel-size is " +
                             std::to_string(tp) + ": start one process per rank");
-  if (a.nnodes > 1 && a.non_default.count("node_rank") && p.ranks->rank() / (tp / a.nnodes) != a.node_rank) {
-    DS_WARN << "--node-rank " << a.node_rank << " disagrees with mpirun's placement (rank " << p.ranks->rank()
+  if (a.nnodes > 1 && a.non_default.count("node_rank") && ranks->rank() / (tp / a.nnodes) != a.node_rank) {
+    DS_WARN << "--node-rank " << a.node_rank << " disagrees with mpirun's placement (rank " << ranks->rank()
             << "); using mpirun's";
   }
-  return p;
+  return ranks;
 }
 
 }  // namespace ds::cli

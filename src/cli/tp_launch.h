@@ -15,12 +15,10 @@
 
 namespace ds::cli {
 
-struct TpProcess {
-  std::shared_ptr<dist::Communicator> ranks;  // single_rank() at TP 1
-};
-
-// Joins (or, for mp on one machine, starts) the ranks. argv: everything after `serve`. Replaces
-// this process with mpirun when it starts the ranks; an error when that cannot happen.
-Result<TpProcess> join_tp_ranks(const server::ServeArgs& a, const std::vector<std::string>& argv);
+// Joins (or, for mp on one machine, starts) the ranks: this process's group (single_rank() at TP 1).
+// argv: everything after `serve`. Replaces this process with mpirun when it starts the ranks; an
+// error when that cannot happen.
+Result<std::shared_ptr<dist::Communicator>> join_tp_ranks(const server::ServeArgs& a,
+                                                          const std::vector<std::string>& argv);
 
 }  // namespace ds::cli

@@ -14,8 +14,7 @@ uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 // Fraction of a kv-head-split tensor one rank holds: max(1, nkv/TP) of nkv heads.
 uint64_t kv_share(uint64_t bytes, int tp, int nkv) {
-  const int per_rank = nkv >= tp ? nkv / tp : 1;
-  return div_up(bytes * static_cast<uint64_t>(per_rank), static_cast<uint64_t>(nkv));
+  return div_up(bytes * static_cast<uint64_t>(kv_heads_per_rank(nkv, tp)), static_cast<uint64_t>(nkv));
 }
 
 }  // namespace
@@ -114,7 +113,7 @@ Result<MemoryPlan> plan_memory(const ModelDesc& m, const MemoryOptions& o) {
   // Caches. KV: attention layers only, K and V, kv heads replicated when TP > nkv.
   for (LayerKind k : c.layer_types) (k == LayerKind::kFullAttention ? p.num_attention_layers : p.num_gdn_layers)++;
   const int attn_layers = p.num_attention_layers + (o.include_mtp && m.mtp.present ? static_cast<int>(m.mtp.layers.size()) : 0);
-  p.kv_heads_per_rank = c.num_kv_heads >= tp ? c.num_kv_heads / tp : 1;
+  p.kv_heads_per_rank = kv_heads_per_rank(c.num_kv_heads, tp);
   p.kv_bytes_per_token = 2ull * static_cast<uint64_t>(p.kv_heads_per_rank) * static_cast<uint64_t>(c.head_dim) *
                          static_cast<uint64_t>(o.kv_cache_dtype_bytes) * static_cast<uint64_t>(attn_layers);
   const uint64_t act_dtype = c.torch_dtype == "float32" ? 4 : 2;

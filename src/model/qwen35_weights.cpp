@@ -108,12 +108,11 @@ Status Qwen35Model::prepare_weights(const ModelDesc& desc) {
     if (w.is_ok() && mapped) release_quantized(lw);
     return w;
   };
-  std::vector<std::vector<uint8_t>> param_shards;  // host copies until the parameters are uploaded
+  std::vector<uint8_t> param_shard;  // one parameter's rows for this rank, until ParamPack::add copies them
   // A per-channel or per-head parameter's rows for this rank.
   auto rows_of = [&](const TensorView& t, int64_t row_elems, const std::vector<Span>& spans) -> Result<TensorView> {
     if (tp == 1) return t;
-    param_shards.emplace_back();
-    return shard_tensor_rows(t, row_elems, spans, &param_shards.back());
+    return shard_tensor_rows(t, row_elems, spans, &param_shard);
   };
   ParamPack params;
   if (H <= 0 || c.num_layers <= 0 || c.vocab_size <= 0) return invalid_argument("model config has no layers");

@@ -39,12 +39,13 @@ void copy_cols(const void* src, int64_t rows, int64_t cols, size_t elem, const s
     }
 }
 
-// Copies rows [begin, begin + count) of a row-major array of row_bytes rows.
+// Appends rows [begin, begin + count) of a row-major array of row_bytes rows to out.
 template <typename T>
-void copy_rows(const void* src, size_t row_bytes, int64_t begin, int64_t count, std::vector<T>* out) {
-  out->resize(static_cast<size_t>(count) * row_bytes / sizeof(T));
-  std::memcpy(out->data(), static_cast<const char*>(src) + static_cast<size_t>(begin) * row_bytes,
-              static_cast<size_t>(count) * row_bytes);
+void append_rows(const void* src, size_t row_bytes, int64_t begin, int64_t count, std::vector<T>* out) {
+  const size_t at = out->size() * sizeof(T), bytes = static_cast<size_t>(count) * row_bytes;
+  out->resize((at + bytes) / sizeof(T));
+  std::memcpy(reinterpret_cast<char*>(out->data()) + at,
+              static_cast<const char*>(src) + static_cast<size_t>(begin) * row_bytes, bytes);
 }
 
 }  // namespace
@@ -87,8 +88,6 @@ std::vector<Span> column_spans(int64_t n, const std::vector<int64_t>& blocks, in
   return spans;
 }
 
-int kv_heads_per_rank(int nkv, int tp) { return nkv >= tp ? nkv / tp : 1; }
-
 std::vector<Span> kv_head_spans(int nkv, int head_dim, int rank, int tp) {
   const int per = kv_heads_per_rank(nkv, tp);
   const int first = nkv >= tp ? rank * per : rank / (tp / nkv);
@@ -109,9 +108,7 @@ Result<std::unique_ptr<ShardedWeight>> shard_column(const backend::WeightSource&
       s.weight = static_cast<const char*>(full.weight) + static_cast<size_t>(spans[0].begin) * row;
     } else {
       for (const Span& sp : spans) {
-        std::vector<uint8_t> part;
-        copy_rows(full.weight, row, sp.begin, sp.size, &part);
-        w->weight.insert(w->weight.end(), part.begin(), part.end());
+        append_rows(full.weight, row, sp.begin, sp.size, &w->weight);
       }
       s.weight = w->weight.data();
     }
@@ -152,7 +149,7 @@ Result<std::unique_ptr<ShardedWeight>> shard_row(const backend::WeightSource& fu
   } else {
     const int pf = 32 / full.bits;
     if (kl % pf != 0) return invalid_argument(tp_prefix(tp) + full.name + ": in_features per rank split an int word");
-    copy_rows(full.qweight, static_cast<size_t>(full.n) * 4, k0 / pf, kl / pf, &w->qweight);
+    append_rows(full.qweight, static_cast<size_t>(full.n) * 4, k0 / pf, kl / pf, &w->qweight);
     s.qweight = w->qweight.data();
     // The groups this rank's inputs read: a contiguous run of whole groups keeps only those groups'
     // scales and zeros (renumbered); otherwise (act-order, channelwise) every group stays.
@@ -165,11 +162,11 @@ Result<std::unique_ptr<ShardedWeight>> shard_row(const backend::WeightSource& fu
     const bool own_groups = full.group_size > 0 && kl % full.group_size == 0 && k0 % full.group_size == 0 &&
                             gn == kl / full.group_size && g0 >= 0 && g0 + gn <= full.scale_groups;
     const int64_t keep0 = own_groups ? g0 : 0, keepn = own_groups ? gn : full.scale_groups;
-    copy_rows(full.scales, static_cast<size_t>(full.n) * dtype_size(full.scales_dtype), keep0, keepn, &w->scales);
+    append_rows(full.scales, static_cast<size_t>(full.n) * dtype_size(full.scales_dtype), keep0, keepn, &w->scales);
     s.scales = w->scales.data();
     s.scale_groups = keepn;
     if (full.qzeros) {
-      copy_rows(full.qzeros, static_cast<size_t>(full.n / pf) * 4, keep0, keepn, &w->qzeros);
+      append_rows(full.qzeros, static_cast<size_t>(full.n / pf) * 4, keep0, keepn, &w->qzeros);
       s.qzeros = w->qzeros.data();
     }
     if (full.g_idx) {
@@ -191,9 +188,7 @@ Result<TensorView> shard_tensor_rows(const TensorView& t, int64_t row_elems, con
   const size_t row = static_cast<size_t>(row_elems) * dtype_size(t.dtype);
   keep->clear();
   for (const Span& sp : spans) {
-    std::vector<uint8_t> part;
-    copy_rows(t.data, row, sp.begin, sp.size, &part);
-    keep->insert(keep->end(), part.begin(), part.end());
+    append_rows(t.data, row, sp.begin, sp.size, keep);
   }
   TensorView v = t;
   v.shape = {total(spans) * row_elems};

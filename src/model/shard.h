@@ -29,7 +29,6 @@ std::vector<Span> column_spans(int64_t n, const std::vector<int64_t>& blocks, in
 // k/v projections: max(1, nkv / tp) heads of head_dim rows; replicated heads when tp > nkv
 // (vLLM's QKVParallelLinear: head rank / (tp / nkv)).
 std::vector<Span> kv_head_spans(int nkv, int head_dim, int rank, int tp);
-int kv_heads_per_rank(int nkv, int tp);
 
 // A weight source for one rank, with the host memory it points into when it had to be copied.
 struct ShardedWeight {

@@ -30,6 +30,8 @@ namespace {
 
 using nlohmann::json;
 
+}  // namespace
+
 Environment read_env() {
   Environment env;
   for (char** e = environ; e && *e; ++e) {
@@ -39,6 +41,8 @@ Environment read_env() {
   }
   return env;
 }
+
+namespace {
 
 // generation_config.json as vLLM's --generation-config reads it (auto: the model folder; a folder).
 json read_generation_config(const ServeArgs& a, const std::string& model_dir, std::vector<int32_t>* eos) {

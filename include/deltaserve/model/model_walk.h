@@ -34,6 +34,9 @@ enum class TpSplit {
   kHeads,       // per-head tensors (conv1d channels, A_log, dt_bias)
 };
 
+// kv heads one rank holds: max(1, nkv / TP) (vLLM's QKVParallelLinear replicates them when TP > nkv).
+inline int kv_heads_per_rank(int nkv, int tp) { return nkv >= tp ? nkv / tp : 1; }
+
 struct LinearRef {
   const LinearWeight* w;
   Component component;

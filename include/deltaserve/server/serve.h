@@ -39,6 +39,9 @@ using ModelFactory =
 // chunk and [DONE]), 2 for bad flags, 1 when start-up fails.
 int serve_main(const std::vector<std::string>& argv, const ModelFactory& make_model);
 
+// The process environment as a map (what serve_main and the tensor-parallel start-up read).
+Environment read_env();
+
 // The cache budget: --kv-cache-memory-bytes, else VLLM_CPU_KVCACHE_SPACE GiB (vLLM's CPU default 4).
 int64_t cache_budget_bytes(const ServeArgs& args, const Environment& env);
 
